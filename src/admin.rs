@@ -1,0 +1,38 @@
+//! The admin listener: `/healthz`, `/readyz` and `/metrics`, never on the public port.
+
+use http::header::{HeaderValue, CONTENT_TYPE};
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use serde_json::json;
+
+use crate::body::{self, ResBody};
+use crate::error::{json_response, GatewayError};
+use crate::gateway::Gateway;
+
+pub async fn handle(gateway: &Gateway, request: Request<Incoming>) -> Response<ResBody> {
+    if !matches!(*request.method(), Method::GET | Method::HEAD) {
+        return GatewayError::MethodNotAllowed(vec![Method::GET]).into_response();
+    }
+    match request.uri().path() {
+        "/healthz" => json_response(StatusCode::OK, &json!({ "status": "ok" })),
+        "/readyz" => {
+            if gateway.store.ping().await {
+                json_response(StatusCode::OK, &json!({ "status": "ready" }))
+            } else {
+                json_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &json!({ "status": "unavailable", "store": "unreachable" }),
+                )
+            }
+        }
+        "/metrics" => {
+            let mut response = Response::new(body::full(crate::metrics::render()));
+            response.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            response
+        }
+        _ => GatewayError::NoRoute.into_response(),
+    }
+}

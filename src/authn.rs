@@ -1,0 +1,166 @@
+//! Authentication stage: find the one credential, verify it, refuse revoked sessions.
+
+use http::header::{HeaderMap, HeaderName, AUTHORIZATION};
+
+use crate::error::GatewayError;
+use crate::gateway::Gateway;
+use crate::settings::AuthSettings;
+use crate::tokens::{self, Policy, TokenError};
+
+/// A verified caller: what may become identity headers upstream.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub openid: String,
+    pub unionid: Option<String>,
+    pub appid: String,
+    pub sid: String,
+    pub exp: i64,
+}
+
+/// The credential a request carries, and the header it came in.
+pub struct Credential<'a> {
+    pub header: &'a HeaderName,
+    pub token: &'a str,
+}
+
+/// Finds the token among the configured headers. Two credentials (two `Authorization`
+/// headers, or tokens in two configured headers) are refused rather than guessed between.
+pub fn credential<'a>(
+    headers: &'a HeaderMap,
+    names: &'a [HeaderName],
+) -> Result<Option<Credential<'a>>, GatewayError> {
+    let mut found: Option<Credential<'a>> = None;
+    for name in names {
+        let mut values = headers.get_all(name).iter();
+        let Some(value) = values.next() else { continue };
+        if values.next().is_some() || found.is_some() {
+            return Err(GatewayError::InvalidRequest(
+                "more than one credential was sent",
+            ));
+        }
+        let text = value
+            .to_str()
+            .map_err(|_| GatewayError::InvalidToken(TokenError::Malformed))?;
+        let token = if name == AUTHORIZATION {
+            bearer(text)?
+        } else {
+            text.trim()
+        };
+        found = Some(Credential {
+            header: name,
+            token,
+        });
+    }
+    Ok(found)
+}
+
+/// `Bearer <token>`, the scheme compared case-insensitively (RFC 9110 11.1).
+fn bearer(value: &str) -> Result<&str, GatewayError> {
+    let value = value.trim();
+    match value.split_once([' ', '\t']) {
+        Some((scheme, rest))
+            if scheme.eq_ignore_ascii_case("bearer") && !rest.trim().is_empty() =>
+        {
+            Ok(rest.trim())
+        }
+        _ => Err(GatewayError::InvalidToken(TokenError::Malformed)),
+    }
+}
+
+/// Verifies a token and checks its session was not revoked. No store round trip: access
+/// tokens are self-contained, and revocations are a local lookup.
+pub fn verify(
+    gateway: &Gateway,
+    auth: &AuthSettings,
+    token: &str,
+) -> Result<Identity, GatewayError> {
+    let policy = Policy {
+        issuer: &auth.issuer,
+        audience: &auth.audience,
+        leeway_secs: auth.leeway.as_secs() as i64,
+    };
+    let claims = tokens::verify(&auth.keys, &policy, token, tokens::now_unix())
+        .map_err(GatewayError::InvalidToken)?;
+    if gateway.store.is_revoked(&claims.sid) {
+        return Err(GatewayError::InvalidToken(TokenError::Revoked));
+    }
+    Ok(Identity {
+        openid: claims.sub,
+        unionid: claims.unionid,
+        appid: claims.appid,
+        sid: claims.sid,
+        exp: claims.exp,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                HeaderValue::from_str(v).expect("value"),
+            );
+        }
+        h
+    }
+
+    fn names() -> Vec<HeaderName> {
+        vec![AUTHORIZATION, HeaderName::from_static("x-token")]
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for value in ["Bearer abc", "bearer abc", "BEARER  abc "] {
+            let h = headers(&[("authorization", value)]);
+            let names = names();
+            let c = credential(&h, &names)
+                .ok()
+                .flatten()
+                .map(|c| c.token.to_string());
+            assert_eq!(c.as_deref(), Some("abc"), "{value}");
+        }
+    }
+
+    #[test]
+    fn other_schemes_and_empty_bearers_are_invalid_tokens() {
+        for value in ["Basic abc", "Bearer", "Bearer   ", "abc"] {
+            let h = headers(&[("authorization", value)]);
+            let names = names();
+            assert!(
+                matches!(credential(&h, &names), Err(GatewayError::InvalidToken(_))),
+                "{value}"
+            );
+        }
+    }
+
+    #[test]
+    fn two_credentials_are_refused() {
+        let names = names();
+        let twice = headers(&[("authorization", "Bearer a"), ("authorization", "Bearer b")]);
+        assert!(matches!(
+            credential(&twice, &names),
+            Err(GatewayError::InvalidRequest(_))
+        ));
+        let two_headers = headers(&[("authorization", "Bearer a"), ("x-token", "b")]);
+        assert!(matches!(
+            credential(&two_headers, &names),
+            Err(GatewayError::InvalidRequest(_))
+        ));
+    }
+
+    #[test]
+    fn other_configured_headers_carry_the_raw_token() {
+        let names = names();
+        let h = headers(&[("x-token", "raw.token.value")]);
+        let c = credential(&h, &names)
+            .ok()
+            .flatten()
+            .map(|c| c.token.to_string());
+        assert_eq!(c.as_deref(), Some("raw.token.value"));
+    }
+}

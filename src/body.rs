@@ -1,0 +1,141 @@
+//! Body types: responses are either gateway JSON or the upstream's stream; request bodies are
+//! guarded by a size cap and a deadline, and their trailers never travel on.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::{BodyExt, Either, Full};
+use hyper::body::Incoming;
+use tokio::time::{Instant, Sleep};
+
+use crate::error::GatewayError;
+
+/// A response body: gateway-made bytes or the upstream's stream, without boxing.
+pub type ResBody = Either<Full<Bytes>, Incoming>;
+
+pub fn full(bytes: impl Into<Bytes>) -> ResBody {
+    Either::Left(Full::new(bytes.into()))
+}
+
+pub fn empty() -> ResBody {
+    Either::Left(Full::new(Bytes::new()))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("request body exceeds the size limit")]
+    TooLarge,
+    #[error("request body was not received before the request deadline")]
+    TimedOut,
+    #[error("request body could not be read: {0}")]
+    Client(#[from] hyper::Error),
+}
+
+impl From<BodyError> for GatewayError {
+    fn from(e: BodyError) -> Self {
+        match e {
+            BodyError::TooLarge => GatewayError::PayloadTooLarge,
+            BodyError::TimedOut => GatewayError::RequestTimeout,
+            BodyError::Client(_) => {
+                GatewayError::InvalidRequest("the request body could not be read")
+            }
+        }
+    }
+}
+
+/// The client's request body with a byte cap and a deadline. Trailers are dropped: they must
+/// never be merged into headers, and wxgate re-frames what it sends upstream anyway.
+pub struct GuardedBody {
+    inner: Incoming,
+    remaining: u64,
+    deadline: Instant,
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl GuardedBody {
+    pub fn new(inner: Incoming, limit: u64, deadline: Instant) -> Self {
+        Self {
+            inner,
+            remaining: limit,
+            deadline,
+            timer: None,
+        }
+    }
+
+    /// Reads the whole body (for gateway endpoints, whose bodies are small).
+    pub async fn collect_bytes(self) -> Result<Bytes, GatewayError> {
+        match self.collect().await {
+            Ok(collected) => Ok(collected.to_bytes()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let deadline = self.deadline;
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        timer.as_mut().poll(cx)
+    }
+}
+
+impl Body for GuardedBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        loop {
+            // A client that drips bytes is always "ready" when polled, so the deadline is
+            // checked on every frame, not only while waiting.
+            if Instant::now() >= self.deadline {
+                return Poll::Ready(Some(Err(BodyError::TimedOut)));
+            }
+            match Pin::new(&mut self.inner).poll_frame(cx) {
+                Poll::Pending => {
+                    ready!(self.poll_deadline(cx));
+                    return Poll::Ready(Some(Err(BodyError::TimedOut)));
+                }
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => {
+                        let len = data.len() as u64;
+                        if len > self.remaining {
+                            return Poll::Ready(Some(Err(BodyError::TooLarge)));
+                        }
+                        self.remaining -= len;
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                    // Trailers (or unknown frames) are dropped; keep reading to the end.
+                    Err(_) => continue,
+                },
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Finds a [`BodyError`] in an error's source chain (a client or hyper error wrapping ours).
+pub fn find_body_error<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a BodyError> {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = current {
+        if let Some(found) = e.downcast_ref::<BodyError>() {
+            return Some(found);
+        }
+        current = e.source();
+    }
+    None
+}

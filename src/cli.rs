@@ -1,0 +1,280 @@
+//! The command line: `run` (the default), `check`, `token`, `keygen`, `mock-wechat`, `demo`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::{self, duration};
+use crate::settings::Settings;
+use crate::tokens::{self, Claims};
+
+/// Exit status for an invalid configuration (and other usage errors).
+pub const EXIT_CONFIG: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "wxgate",
+    version,
+    about = "Authentication gateway for WeChat mini-programs"
+)]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "WXGATE_CONFIG",
+        default_value = "gateway.toml"
+    )]
+    pub config: PathBuf,
+    /// Log format on stderr (overrides `[log] format`).
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway (the default command).
+    Run,
+    /// Validate a configuration and print the effective routes and keys, secrets redacted.
+    Check,
+    /// Mint an access token with the configured signing key, for testing upstreams.
+    Token {
+        #[arg(long)]
+        openid: String,
+        #[arg(long)]
+        unionid: Option<String>,
+        #[arg(long)]
+        appid: Option<String>,
+        /// Lifetime, e.g. `10m` (default: `[auth] access_ttl`).
+        #[arg(long)]
+        ttl: Option<String>,
+    },
+    /// Print a new signing secret.
+    Keygen {
+        #[arg(long, default_value = "HS256")]
+        alg: String,
+        /// Also print the public key (asymmetric algorithms).
+        #[arg(long)]
+        public: bool,
+    },
+    /// Run a fake WeChat API for local development and tests.
+    MockWechat {
+        #[arg(long, default_value = "127.0.0.1:9100")]
+        listen: String,
+        /// How long `slow` codes wait before answering.
+        #[arg(long, default_value = "10s")]
+        slow_delay: String,
+    },
+    /// Start mock-wechat, an echo upstream and the gateway on loopback, with a walkthrough.
+    Demo,
+}
+
+/// Sets up `tracing` on stderr; `RUST_LOG` filters (default `info`).
+pub fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// Loads the config or prints why not (to stderr) and gives the exit code.
+pub fn load_or_report(path: &Path) -> Result<Settings, ExitCode> {
+    config::load(path).map_err(|e| {
+        eprintln!("wxgate: {}: {e}", path.display());
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+pub fn check(path: &Path) -> ExitCode {
+    let settings = match load_or_report(path) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    println!("{}: configuration is valid", path.display());
+    print!("{}", describe(&settings));
+    ExitCode::SUCCESS
+}
+
+/// The effective configuration, secrets redacted.
+pub fn describe(s: &Settings) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(out, "listen        {}", s.server.listen);
+    let _ = writeln!(out, "admin         {}", s.admin_listen);
+    let _ = writeln!(
+        out,
+        "wechat        {} (timeout {})",
+        s.wechat.api_base,
+        duration::display(s.wechat.timeout)
+    );
+    for app in &s.wechat.apps {
+        let _ = writeln!(out, "  app         {} secret={}", app.appid, app.secret);
+    }
+    let a = &s.auth;
+    let _ = writeln!(
+        out,
+        "tokens        iss={} aud={} access={} refresh={} leeway={}",
+        a.issuer,
+        a.audience,
+        duration::display(a.access_ttl),
+        duration::display(a.refresh_ttl),
+        duration::display(a.leeway)
+    );
+    for (i, key) in a.keys.iter().enumerate() {
+        let role = if i == 0 {
+            "signs and verifies"
+        } else {
+            "verifies"
+        };
+        let _ = writeln!(
+            out,
+            "  key         kid={} alg={} secret=*** ({role})",
+            key.kid,
+            tokens::alg_name(key.alg)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "endpoints     {}/{{login,refresh,logout,session}}",
+        a.endpoint_prefix
+    );
+    let _ = writeln!(out, "routes");
+    for r in s.routes.iter() {
+        let targets: Vec<String> = r.upstreams.iter().map(ToString::to_string).collect();
+        let mut line = format!(
+            "  {:<12}-> {} auth={}",
+            r.prefix,
+            targets.join(", "),
+            r.auth.as_str()
+        );
+        if r.strip_prefix {
+            line.push_str(" strip_prefix");
+        }
+        if let Some(host) = &r.host {
+            let _ = write!(line, " host={host}");
+        }
+        if let Some(methods) = &r.methods {
+            let names: Vec<&str> = methods.iter().map(|m| m.as_str()).collect();
+            let _ = write!(line, " methods={}", names.join(","));
+        }
+        if let Some(apps) = &r.apps {
+            let _ = write!(line, " apps={}", apps.join(","));
+        }
+        let _ = writeln!(out, "{line}");
+    }
+    out
+}
+
+pub fn token(
+    path: &Path,
+    openid: &str,
+    unionid: Option<&str>,
+    appid: Option<&str>,
+    ttl: Option<&str>,
+) -> ExitCode {
+    let settings = match load_or_report(path) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let usage = |message: String| {
+        eprintln!("wxgate token: {message}");
+        ExitCode::from(EXIT_CONFIG)
+    };
+    let ttl = match ttl.map(duration::parse) {
+        None => settings.auth.access_ttl,
+        Some(Ok(d)) if !d.is_zero() => d,
+        Some(Ok(_)) => return usage("--ttl must be greater than zero".into()),
+        Some(Err(e)) => return usage(format!("--ttl: {e}")),
+    };
+    if !tokens::is_safe_id(openid) || !unionid.is_none_or(tokens::is_safe_id) {
+        return usage("--openid and --unionid must match ^[A-Za-z0-9_-]{1,64}$".into());
+    }
+    let Some(app) = settings.wechat.app(appid) else {
+        return usage(format!(
+            "--appid {} is not a configured app",
+            appid.unwrap_or("")
+        ));
+    };
+    let now = tokens::now_unix();
+    let claims = Claims {
+        iss: settings.auth.issuer.clone(),
+        aud: settings.auth.audience.clone(),
+        sub: openid.to_string(),
+        iat: now,
+        nbf: Some(now),
+        exp: now + ttl.as_secs() as i64,
+        jti: tokens::random_id(16),
+        sid: tokens::random_id(16),
+        appid: app.appid.clone(),
+        unionid: unionid.map(str::to_string),
+    };
+    match tokens::mint(&settings.auth.keys, &claims) {
+        Ok(token) => {
+            println!("{token}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("wxgate token: signing failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub fn keygen(alg: &str, _public: bool) -> ExitCode {
+    match alg {
+        "HS256" | "HS384" | "HS512" => {
+            let bytes = match alg {
+                "HS256" => 32,
+                "HS384" => 48,
+                _ => 64,
+            };
+            println!("{}", tokens::random_id(bytes));
+            ExitCode::SUCCESS
+        }
+        other => {
+            eprintln!("wxgate keygen: `{other}` is not supported by this version (use HS256, HS384 or HS512)");
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}
+
+/// Parses a duration flag for the dev tools.
+pub fn flag_duration(name: &str, text: &str) -> Result<Duration, ExitCode> {
+    duration::parse(text).map_err(|e| {
+        eprintln!("wxgate: --{name}: {e}");
+        ExitCode::from(EXIT_CONFIG)
+    })
+}

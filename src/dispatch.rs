@@ -1,0 +1,317 @@
+//! The request path, as named phases: admit (framing and limits) → canonical path →
+//! gateway endpoint or route → authenticate → forward → respond, with one access-log line.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::header::{HeaderValue, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use http::{HeaderMap, Method, Request, Response, Version};
+use hyper::body::Incoming;
+
+use crate::authn::{self, Identity};
+use crate::body::{GuardedBody, ResBody};
+use crate::clientip::{self, ClientAddr};
+use crate::endpoints::{self, Call, Endpoint};
+use crate::error::{Blame, GatewayError};
+use crate::forward::{self, Hop};
+use crate::gateway::{Gateway, Runtime};
+use crate::routes::{AuthMode, Miss, Route};
+use crate::settings::ServerSettings;
+use crate::{headers, path, tokens};
+
+/// What the server knows about the connection a request came on.
+#[derive(Debug, Clone, Copy)]
+pub struct Conn {
+    pub peer: SocketAddr,
+    pub tls: bool,
+}
+
+/// Facts gathered along the way for the access log.
+#[derive(Default)]
+struct Trail {
+    route: Option<String>,
+    openid: Option<String>,
+    upstream: Option<Duration>,
+}
+
+pub async fn handle(
+    gateway: Arc<Gateway>,
+    conn: Conn,
+    request: Request<Incoming>,
+) -> Response<ResBody> {
+    let started = Instant::now();
+    let runtime = gateway.runtime();
+    let settings = &runtime.settings;
+    let client = clientip::derive(
+        conn.peer.ip(),
+        request.headers(),
+        &settings.server.trusted_proxies,
+    );
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .filter(|v| headers::acceptable_request_id(v))
+        .cloned()
+        .unwrap_or_else(new_request_id);
+    let method = request.method().clone();
+    // The path only: the query string may hold anything and is never logged.
+    let log_path = request.uri().path().to_string();
+    let mut trail = Trail::default();
+    let result = serve(
+        &gateway,
+        &runtime,
+        conn,
+        client,
+        &request_id,
+        request,
+        &mut trail,
+    )
+    .await;
+    let mut response = result.unwrap_or_else(|e| {
+        match e.blame() {
+            Blame::Client => tracing::debug!(error = %e, "request refused"),
+            Blame::Dependency => tracing::warn!(error = %e, "dependency failed"),
+            Blame::Gateway => tracing::error!(error = %e, "gateway error"),
+        }
+        e.into_response()
+    });
+    response
+        .headers_mut()
+        .insert("x-request-id", request_id.clone());
+    let status = response.status().as_u16();
+    crate::metrics::record_request(status);
+    let openid = trail.openid.as_deref().filter(|_| settings.log.openid);
+    tracing::info!(
+        target: "wxgate::access",
+        request_id = request_id.to_str().unwrap_or(""),
+        client_ip = %client.ip,
+        method = %method,
+        path = %log_path,
+        route = trail.route.as_deref().unwrap_or("-"),
+        status,
+        total_ms = started.elapsed().as_secs_f64() * 1000.0,
+        upstream_ms = trail.upstream.map(|d| d.as_secs_f64() * 1000.0),
+        openid,
+    );
+    response
+}
+
+async fn serve(
+    gateway: &Arc<Gateway>,
+    runtime: &Runtime,
+    conn: Conn,
+    client: ClientAddr,
+    request_id: &HeaderValue,
+    request: Request<Incoming>,
+    trail: &mut Trail,
+) -> Result<Response<ResBody>, GatewayError> {
+    let settings = &runtime.settings;
+    let deadline = tokio::time::Instant::now() + settings.server.request_timeout;
+    admit(&request, &settings.server)?;
+    let canonical = path::canonicalize(request.uri().path()).map_err(GatewayError::InvalidPath)?;
+    if let Some(endpoint) = Endpoint::find(&canonical, &settings.auth.endpoint_prefix) {
+        trail.route = Some(format!("endpoint:{}", endpoint.name()));
+        let call = Call {
+            gateway,
+            runtime,
+            client,
+            deadline,
+        };
+        return endpoints::handle(endpoint, call, request).await;
+    }
+    let host = request_host(&request);
+    let route = settings
+        .routes
+        .find(&canonical, host.as_deref(), request.method())
+        .map_err(|miss| match miss {
+            Miss::NoRoute => GatewayError::NoRoute,
+            Miss::Method(allowed) => GatewayError::MethodNotAllowed(allowed),
+        })?;
+    trail.route = Some(route.prefix.clone());
+    if content_length(request.headers()).is_some_and(|n| n > route.max_body_bytes) {
+        return Err(GatewayError::PayloadTooLarge);
+    }
+    let (identity, credential_header) = authenticate(gateway, runtime, route, request.headers())?;
+    trail.openid = identity.as_ref().map(|i| i.openid.clone());
+    let mut path_and_query = route.upstream_path(&canonical).to_string();
+    if let Some(query) = request.uri().query() {
+        path_and_query.push('?');
+        path_and_query.push_str(query);
+    }
+    let (mut parts, body) = request.into_parts();
+    let hop = Hop {
+        client,
+        peer: conn.peer.ip(),
+        proto: if conn.tls { "https" } else { "http" },
+        host: host.as_deref(),
+        request_id,
+    };
+    forward::prepare_headers(
+        &mut parts,
+        &settings.auth,
+        identity.as_ref(),
+        credential_header.as_ref(),
+        &hop,
+    )?;
+    let body = GuardedBody::new(body, route.max_body_bytes, deadline);
+    let upstream_request = Request::from_parts(parts, body);
+    let (response, elapsed) = runtime
+        .forwarder
+        .send(route, upstream_request, &path_and_query)
+        .await?;
+    trail.upstream = Some(elapsed);
+    Ok(response.map(http_body_util::Either::Right))
+}
+
+/// Request-level checks hyper leaves to us: the request target, `Host`, framing and limits.
+fn admit(request: &Request<Incoming>, limits: &ServerSettings) -> Result<(), GatewayError> {
+    if request.method() == Method::CONNECT {
+        return Err(GatewayError::InvalidRequest("CONNECT is not supported"));
+    }
+    let uri = request.uri();
+    let uri_len = uri.path_and_query().map_or(0, |pq| pq.as_str().len())
+        + uri.authority().map_or(0, |a| a.as_str().len())
+        + uri.scheme_str().map_or(0, |s| s.len() + 3);
+    if uri_len > limits.max_uri_bytes {
+        return Err(GatewayError::UriTooLong);
+    }
+    let headers = request.headers();
+    if headers.len() > limits.max_headers {
+        return Err(GatewayError::HeadersTooLarge);
+    }
+    let header_bytes: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if header_bytes > limits.max_header_bytes {
+        return Err(GatewayError::HeadersTooLarge);
+    }
+    let hosts = headers.get_all(HOST).iter().count();
+    if hosts > 1 || (hosts == 0 && request.version() == Version::HTTP_11) {
+        return Err(GatewayError::BadFraming(
+            "exactly one Host header is required",
+        ));
+    }
+    check_framing(headers)?;
+    if content_length(headers).is_some_and(|n| n > limits.max_body_bytes) {
+        return Err(GatewayError::PayloadTooLarge);
+    }
+    Ok(())
+}
+
+/// A `Transfer-Encoding` must be exactly one `chunked`, and never beside `Content-Length`
+/// (RFC 9112 6.1 and 6.3): anything else could be read two ways by two parsers.
+fn check_framing(headers: &HeaderMap) -> Result<(), GatewayError> {
+    let mut codings = headers.get_all(TRANSFER_ENCODING).iter();
+    let Some(first) = codings.next() else {
+        return Ok(());
+    };
+    let only_chunked = codings.next().is_none()
+        && first
+            .to_str()
+            .is_ok_and(|v| v.trim().eq_ignore_ascii_case("chunked"));
+    if !only_chunked {
+        return Err(GatewayError::BadFraming(
+            "Transfer-Encoding must be exactly \"chunked\"",
+        ));
+    }
+    if headers.contains_key(CONTENT_LENGTH) {
+        return Err(GatewayError::BadFraming(
+            "Transfer-Encoding and Content-Length together",
+        ));
+    }
+    Ok(())
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// The host a request addressed: the target's authority (HTTP/2, absolute form) or `Host`,
+/// lower-case without the port.
+fn request_host(request: &Request<Incoming>) -> Option<String> {
+    let raw = match request.uri().authority() {
+        Some(authority) => authority.host().to_string(),
+        None => {
+            let host = request.headers().get(HOST)?.to_str().ok()?;
+            host.parse::<http::uri::Authority>()
+                .ok()?
+                .host()
+                .to_string()
+        }
+    };
+    Some(raw.to_ascii_lowercase())
+}
+
+/// Applies the route's auth mode; returns the identity and the header its token came in.
+fn authenticate(
+    gateway: &Gateway,
+    runtime: &Runtime,
+    route: &Route,
+    headers: &HeaderMap,
+) -> Result<(Option<Identity>, Option<http::HeaderName>), GatewayError> {
+    if route.auth == AuthMode::None {
+        return Ok((None, None));
+    }
+    let auth = &runtime.settings.auth;
+    let Some(credential) = authn::credential(headers, &auth.token_headers)? else {
+        return match route.auth {
+            AuthMode::Optional => Ok((None, None)),
+            _ => Err(GatewayError::MissingToken),
+        };
+    };
+    let identity = authn::verify(gateway, auth, credential.token)?;
+    if let Some(apps) = &route.apps {
+        if !apps.contains(&identity.appid) {
+            return Err(GatewayError::AppNotAllowed);
+        }
+    }
+    if route.auth == AuthMode::Phone {
+        // Phone numbers arrive with `/auth/phone`; until then no session has one.
+        return Err(GatewayError::PhoneRequired);
+    }
+    Ok((Some(identity), Some(credential.header.clone())))
+}
+
+fn new_request_id() -> HeaderValue {
+    let id = tokens::random_id(12);
+    HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("-"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                http::HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                HeaderValue::from_str(v).expect("value"),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn only_a_single_plain_chunked_coding_is_accepted() {
+        assert!(check_framing(&map(&[("transfer-encoding", "chunked")])).is_ok());
+        assert!(check_framing(&map(&[("transfer-encoding", "Chunked")])).is_ok());
+        for bad in [
+            vec![("transfer-encoding", "gzip, chunked")],
+            vec![("transfer-encoding", "chunked, chunked")],
+            vec![
+                ("transfer-encoding", "chunked"),
+                ("transfer-encoding", "chunked"),
+            ],
+            vec![("transfer-encoding", "identity")],
+            vec![("transfer-encoding", "chunked"), ("content-length", "5")],
+        ] {
+            assert!(check_framing(&map(&bad)).is_err(), "{bad:?}");
+        }
+    }
+}

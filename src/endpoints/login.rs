@@ -1,0 +1,88 @@
+//! `POST {prefix}/login`: a `wx.login` code in, wxgate's tokens out.
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use serde_json::Value;
+
+use super::{json_body, new_refresh_token, token_response, Call};
+use crate::body::ResBody;
+use crate::error::GatewayError;
+use crate::store::Session;
+use crate::tokens;
+
+/// Longest code accepted; WeChat documents no format, this is local hygiene.
+const MAX_CODE_LEN: usize = 128;
+
+pub async fn login(
+    call: Call<'_>,
+    request: Request<Incoming>,
+) -> Result<Response<ResBody>, GatewayError> {
+    // The limit comes first: garbage floods count too.
+    call.runtime
+        .limiter
+        .check(call.client.ip)
+        .map_err(|retry_after_secs| GatewayError::RateLimited { retry_after_secs })?;
+    let body = json_body(&call, request).await?;
+    let code = match body.get("code") {
+        Some(Value::String(code)) if valid_code(code) => code.as_str(),
+        _ => {
+            return Err(GatewayError::InvalidRequest(
+                "`code` must be the string from wx.login",
+            ))
+        }
+    };
+    let appid = match body.get("appid") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(appid)) => Some(appid.as_str()),
+        Some(_) => return Err(GatewayError::InvalidRequest("`appid` must be a string")),
+    };
+    let settings = &call.runtime.settings;
+    let app = settings
+        .wechat
+        .app(appid)
+        .ok_or(GatewayError::InvalidRequest("unknown appid"))?;
+    // First request wins: a code in flight or already exchanged is never sent again.
+    if !call.gateway.store.claim_code(&app.appid, code).await? {
+        return Err(GatewayError::CodeUsed);
+    }
+    let wx = call.runtime.wechat.jscode2session(app, code).await?;
+    let session = Session {
+        sid: tokens::random_id(16),
+        openid: wx.openid,
+        unionid: wx.unionid,
+        appid: app.appid.clone(),
+        session_key: wx.session_key,
+        expires_at: tokens::now_unix() + settings.auth.refresh_ttl.as_secs() as i64,
+    };
+    let (refresh_token, refresh_hash) = new_refresh_token();
+    call.gateway
+        .store
+        .create(session.clone(), refresh_hash)
+        .await?;
+    tracing::info!(appid = %session.appid, "login succeeded");
+    token_response(call.runtime, &session, &refresh_token)
+}
+
+/// `^[A-Za-z0-9_-]{1,128}$`: anything else is refused without calling WeChat.
+fn valid_code(code: &str) -> bool {
+    (1..=MAX_CODE_LEN).contains(&code.len())
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_short_plain_tokens() {
+        assert!(valid_code("001WtX6211LeoR1End921HDW621WtX6w"));
+        assert!(valid_code(&"a".repeat(128)));
+        assert!(!valid_code(&"a".repeat(129)));
+        assert!(!valid_code(""));
+        assert!(!valid_code("abc&appid=x"));
+        assert!(!valid_code("abc def"));
+        assert!(!valid_code("中文"));
+    }
+}

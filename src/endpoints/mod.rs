@@ -1,0 +1,174 @@
+//! Gateway endpoints under `[auth] endpoint_prefix` and `/.well-known/jwks.json`; they take
+//! precedence over routes.
+
+mod login;
+mod session;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CACHE_CONTROL, PRAGMA};
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use serde_json::{json, Value};
+
+use crate::body::{GuardedBody, ResBody};
+use crate::clientip::ClientAddr;
+use crate::error::{json_response, GatewayError};
+use crate::gateway::{Gateway, Runtime};
+use crate::store::{digest, Session};
+use crate::tokens::{self, Claims};
+
+/// Gateway endpoint bodies are small JSON documents.
+const MAX_ENDPOINT_BODY: u64 = 64 * 1024;
+pub const JWKS_PATH: &str = "/.well-known/jwks.json";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Login,
+    Refresh,
+    Logout,
+    Session,
+    Jwks,
+}
+
+impl Endpoint {
+    /// The endpoint a canonical path names, if any.
+    pub fn find(path: &str, prefix: &str) -> Option<Self> {
+        if path == JWKS_PATH {
+            return Some(Self::Jwks);
+        }
+        match path.strip_prefix(prefix)? {
+            "/login" => Some(Self::Login),
+            "/refresh" => Some(Self::Refresh),
+            "/logout" => Some(Self::Logout),
+            "/session" => Some(Self::Session),
+            _ => None,
+        }
+    }
+
+    fn method(self) -> Method {
+        match self {
+            Self::Session | Self::Jwks => Method::GET,
+            _ => Method::POST,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Login => "login",
+            Self::Refresh => "refresh",
+            Self::Logout => "logout",
+            Self::Session => "session",
+            Self::Jwks => "jwks",
+        }
+    }
+}
+
+/// Everything an endpoint needs about the request besides its body.
+pub struct Call<'a> {
+    pub gateway: &'a Arc<Gateway>,
+    pub runtime: &'a Runtime,
+    pub client: ClientAddr,
+    pub deadline: tokio::time::Instant,
+}
+
+pub async fn handle(
+    endpoint: Endpoint,
+    call: Call<'_>,
+    request: Request<Incoming>,
+) -> Result<Response<ResBody>, GatewayError> {
+    let allowed = endpoint.method();
+    let method = request.method();
+    if method != allowed && !(allowed == Method::GET && method == Method::HEAD) {
+        return Err(GatewayError::MethodNotAllowed(vec![allowed]));
+    }
+    match endpoint {
+        Endpoint::Login => login::login(call, request).await,
+        Endpoint::Refresh => session::refresh(call, request).await,
+        Endpoint::Logout => session::logout(call, request).await,
+        Endpoint::Session => session::describe(call, request).await,
+        Endpoint::Jwks => Ok(json_response(StatusCode::OK, &json!({ "keys": [] }))),
+    }
+}
+
+/// Reads a small JSON object body; anything else is `invalid_request`.
+async fn json_body(
+    call: &Call<'_>,
+    request: Request<Incoming>,
+) -> Result<serde_json::Map<String, Value>, GatewayError> {
+    let limit = MAX_ENDPOINT_BODY.min(call.runtime.settings.server.max_body_bytes);
+    let bytes: Bytes = GuardedBody::new(request.into_body(), limit, call.deadline)
+        .collect_bytes()
+        .await?;
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(GatewayError::InvalidRequest(
+            "the body must be a JSON object",
+        )),
+    }
+}
+
+/// Mints an access token for `session` and answers the login/refresh shape, `no-store`.
+fn token_response(
+    runtime: &Runtime,
+    session: &Session,
+    refresh_token: &str,
+) -> Result<Response<ResBody>, GatewayError> {
+    let auth = &runtime.settings.auth;
+    let now = tokens::now_unix();
+    let access_ttl = auth.access_ttl.as_secs() as i64;
+    let claims = Claims {
+        iss: auth.issuer.clone(),
+        aud: auth.audience.clone(),
+        sub: session.openid.clone(),
+        iat: now,
+        nbf: Some(now),
+        exp: now + access_ttl,
+        jti: tokens::random_id(16),
+        sid: session.sid.clone(),
+        appid: session.appid.clone(),
+        unionid: session.unionid.clone(),
+    };
+    let access_token = tokens::mint(&auth.keys, &claims)
+        .map_err(|_| GatewayError::Internal("token signing failed"))?;
+    let mut body = json!({
+        "access_token": access_token,
+        "token_type": "Bearer",
+        "expires_in": access_ttl,
+        "refresh_token": refresh_token,
+        "refresh_expires_in": (session.expires_at - now).max(0),
+        "openid": session.openid,
+        "session_id": session.sid,
+    });
+    if let Some(unionid) = &session.unionid {
+        body["unionid"] = json!(unionid);
+    }
+    let mut response = json_response(StatusCode::OK, &body);
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+        .headers_mut()
+        .insert(PRAGMA, HeaderValue::from_static("no-cache"));
+    Ok(response)
+}
+
+/// A new opaque refresh token and the digest the store keeps instead of it.
+fn new_refresh_token() -> (String, crate::store::Digest) {
+    let token = tokens::random_id(32);
+    let hash = digest(&[token.as_bytes()]);
+    (token, hash)
+}
+
+/// When access tokens of a revoked session have all expired, so the revocation can lapse.
+fn revocation_horizon(runtime: &Runtime) -> i64 {
+    let auth = &runtime.settings.auth;
+    tokens::now_unix() + (auth.access_ttl + auth.leeway).as_secs() as i64 + 1
+}
+
+impl From<crate::store::StoreUnavailable> for GatewayError {
+    fn from(_: crate::store::StoreUnavailable) -> Self {
+        GatewayError::StoreUnavailable
+    }
+}

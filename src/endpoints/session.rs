@@ -1,0 +1,95 @@
+//! `refresh`, `logout` and `session`: the life of a session after login.
+
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use serde_json::{json, Value};
+
+use super::{json_body, new_refresh_token, revocation_horizon, token_response, Call};
+use crate::authn::{self, Identity};
+use crate::body::{self, ResBody};
+use crate::error::{json_response, GatewayError};
+use crate::store::{digest, Rotation};
+use crate::tokens;
+
+/// Refresh tokens are 43 characters; anything much longer is not one of ours.
+const MAX_REFRESH_TOKEN_LEN: usize = 256;
+
+pub async fn refresh(
+    call: Call<'_>,
+    request: Request<Incoming>,
+) -> Result<Response<ResBody>, GatewayError> {
+    let body = json_body(&call, request).await?;
+    let presented = match body.get("refresh_token") {
+        Some(Value::String(t)) if !t.is_empty() && t.len() <= MAX_REFRESH_TOKEN_LEN => t.as_str(),
+        _ => {
+            return Err(GatewayError::InvalidRequest(
+                "`refresh_token` must be a string",
+            ))
+        }
+    };
+    let runtime = call.runtime;
+    let (refresh_token, refresh_hash) = new_refresh_token();
+    let expires_at = tokens::now_unix() + runtime.settings.auth.refresh_ttl.as_secs() as i64;
+    let rotation = call
+        .gateway
+        .store
+        .rotate(
+            digest(&[presented.as_bytes()]),
+            refresh_hash,
+            expires_at,
+            revocation_horizon(runtime),
+        )
+        .await?;
+    match rotation {
+        Rotation::Rotated(session) => token_response(runtime, &session, &refresh_token),
+        Rotation::Reused => {
+            tracing::warn!("a spent refresh token was presented again; its session is revoked");
+            Err(GatewayError::InvalidGrant)
+        }
+        Rotation::Invalid => Err(GatewayError::InvalidGrant),
+    }
+}
+
+pub async fn logout(
+    call: Call<'_>,
+    request: Request<Incoming>,
+) -> Result<Response<ResBody>, GatewayError> {
+    let identity = bearer_identity(&call, &request)?;
+    call.gateway
+        .store
+        .revoke(&identity.sid, revocation_horizon(call.runtime))
+        .await?;
+    let mut response = Response::new(body::empty());
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    Ok(response)
+}
+
+pub async fn describe(
+    call: Call<'_>,
+    request: Request<Incoming>,
+) -> Result<Response<ResBody>, GatewayError> {
+    let identity = bearer_identity(&call, &request)?;
+    let session = call
+        .gateway
+        .store
+        .session(&identity.sid)
+        .await?
+        .ok_or(GatewayError::NoSession)?;
+    let mut body = json!({
+        "openid": session.openid,
+        "appid": session.appid,
+        "session_id": session.sid,
+        "expires_at": session.expires_at,
+    });
+    if let Some(unionid) = &session.unionid {
+        body["unionid"] = json!(unionid);
+    }
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+fn bearer_identity(call: &Call<'_>, request: &Request<Incoming>) -> Result<Identity, GatewayError> {
+    let auth = &call.runtime.settings.auth;
+    let credential = authn::credential(request.headers(), &auth.token_headers)?
+        .ok_or(GatewayError::MissingToken)?;
+    authn::verify(call.gateway, auth, credential.token)
+}

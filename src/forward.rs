@@ -1,0 +1,233 @@
+//! Forwarding stage: the request upstream is rebuilt from a sanitised copy of the client's,
+//! sent over a pooled keep-alive client, and the response comes back without hop-by-hop headers.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use http::header::{HeaderMap, HeaderName, HeaderValue, EXPECT, HOST};
+use http::request::Parts;
+use http::{Request, Response, Uri, Version};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::authn::Identity;
+use crate::body::{find_body_error, GuardedBody};
+use crate::clientip::ClientAddr;
+use crate::error::GatewayError;
+use crate::headers;
+use crate::routes::{Route, RouteTable, Upstream};
+use crate::settings::{AuthSettings, IdentityHeaders};
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+
+type UpstreamClient = Client<HttpConnector, GuardedBody>;
+
+/// One pooled client per route (each route has its own connect timeout), plus a
+/// round-robin cursor over the route's upstreams.
+pub struct Forwarder {
+    clients: Vec<(UpstreamClient, AtomicUsize)>,
+}
+
+impl Forwarder {
+    pub fn new(routes: &RouteTable) -> Self {
+        let mut clients: Vec<(usize, UpstreamClient)> = routes
+            .iter()
+            .map(|route| {
+                let mut connector = HttpConnector::new();
+                connector.set_connect_timeout(Some(route.connect_timeout));
+                connector.set_nodelay(true);
+                let client = Client::builder(TokioExecutor::new())
+                    .pool_timer(TokioTimer::new())
+                    .pool_idle_timeout(std::time::Duration::from_secs(60))
+                    .build(connector);
+                (route.index, client)
+            })
+            .collect();
+        clients.sort_by_key(|(i, _)| *i);
+        Self {
+            clients: clients
+                .into_iter()
+                .map(|(_, c)| (c, AtomicUsize::new(0)))
+                .collect(),
+        }
+    }
+
+    /// Sends the prepared request; returns the upstream's response and how long it took.
+    pub async fn send(
+        &self,
+        route: &Route,
+        mut request: Request<GuardedBody>,
+        path_and_query: &str,
+    ) -> Result<(Response<Incoming>, std::time::Duration), GatewayError> {
+        let (client, cursor) = self
+            .clients
+            .get(route.index)
+            .ok_or(GatewayError::Internal("route without a client"))?;
+        let turn = cursor.fetch_add(1, Ordering::Relaxed);
+        let upstream = &route.upstreams[turn % route.upstreams.len()];
+        *request.uri_mut() = upstream_uri(upstream, path_and_query)?;
+        if let Ok(host) = HeaderValue::from_str(upstream.authority.as_str()) {
+            request.headers_mut().insert(HOST, host);
+        }
+        let started = Instant::now();
+        let result = tokio::time::timeout(route.response_timeout, client.request(request)).await;
+        let elapsed = started.elapsed();
+        match result {
+            Ok(Ok(mut response)) => {
+                headers::remove_hop_by_hop(response.headers_mut());
+                Ok((response, elapsed))
+            }
+            Ok(Err(e)) => Err(classify(&e, upstream)),
+            Err(_) => {
+                tracing::warn!(upstream = %upstream, "upstream did not answer in time");
+                Err(GatewayError::UpstreamTimeout)
+            }
+        }
+    }
+}
+
+/// A client-side body failure (too large, too slow) is the client's; the rest is upstream's.
+fn classify(e: &hyper_util::client::legacy::Error, upstream: &Upstream) -> GatewayError {
+    if let Some(body_error) = find_body_error(e) {
+        return match body_error {
+            crate::body::BodyError::TooLarge => GatewayError::PayloadTooLarge,
+            crate::body::BodyError::TimedOut => GatewayError::RequestTimeout,
+            crate::body::BodyError::Client(_) => {
+                GatewayError::InvalidRequest("the request body could not be read")
+            }
+        };
+    }
+    tracing::warn!(upstream = %upstream, error = %error_chain(e), "upstream request failed");
+    GatewayError::UpstreamUnavailable
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+fn upstream_uri(upstream: &Upstream, path_and_query: &str) -> Result<Uri, GatewayError> {
+    let mut pq = String::with_capacity(upstream.base_path.len() + path_and_query.len());
+    pq.push_str(&upstream.base_path);
+    pq.push_str(path_and_query);
+    Uri::builder()
+        .scheme(upstream.scheme.clone())
+        .authority(upstream.authority.clone())
+        .path_and_query(pq)
+        .build()
+        .map_err(|_| GatewayError::Internal("upstream URI could not be built"))
+}
+
+/// What the forwarded request says about the client and the hop.
+pub struct Hop<'a> {
+    pub client: ClientAddr,
+    pub peer: IpAddr,
+    pub proto: &'static str,
+    pub host: Option<&'a str>,
+    pub request_id: &'a HeaderValue,
+}
+
+/// Rewrites the client's headers for the upstream. The order is the guarantee: hop-by-hop
+/// headers (and whatever `Connection` names) go first, then every spelling of every identity
+/// header, and only then does wxgate add its own, so no client header can remove or fake them.
+pub fn prepare_headers(
+    parts: &mut Parts,
+    auth: &AuthSettings,
+    identity: Option<&Identity>,
+    credential_header: Option<&HeaderName>,
+    hop: &Hop<'_>,
+) -> Result<(), GatewayError> {
+    let h = &mut parts.headers;
+    headers::remove_hop_by_hop(h);
+    headers::strip_identity(h, &auth.identity.strip);
+    if let (Some(name), false) = (credential_header, auth.forward_token) {
+        h.remove(name);
+    }
+    // hyper answered any `Expect: 100-continue` already; upstream gets a plain request.
+    h.remove(EXPECT);
+    set_forwarded(h, hop);
+    if let Some(identity) = identity {
+        inject_identity(h, &auth.identity, identity)?;
+    }
+    parts.version = Version::HTTP_11;
+    Ok(())
+}
+
+fn set_forwarded(h: &mut HeaderMap, hop: &Hop<'_>) {
+    let trusted = hop.client.peer_trusted;
+    // Only a trusted proxy's chain is kept; anyone else's is replaced, not appended to.
+    let mut chain = String::new();
+    if trusted {
+        for value in h
+            .get_all(X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+        {
+            chain.push_str(value);
+            chain.push_str(", ");
+        }
+    }
+    chain.push_str(&hop.peer.to_string());
+    put(h, X_FORWARDED_FOR, &chain);
+    put(h, X_REAL_IP, &hop.client.ip.to_string());
+    if !trusted {
+        h.remove(FORWARDED);
+    }
+    if !trusted || !h.contains_key(X_FORWARDED_PROTO) {
+        h.insert(X_FORWARDED_PROTO, HeaderValue::from_static(hop.proto));
+    }
+    if !trusted || !h.contains_key(X_FORWARDED_HOST) {
+        h.remove(X_FORWARDED_HOST);
+        if let Some(host) = hop.host {
+            put(h, X_FORWARDED_HOST, host);
+        }
+    }
+    h.insert(X_REQUEST_ID, hop.request_id.clone());
+}
+
+fn inject_identity(
+    h: &mut HeaderMap,
+    names: &IdentityHeaders,
+    identity: &Identity,
+) -> Result<(), GatewayError> {
+    // Values were checked against `^[A-Za-z0-9_-]{1,64}$` during verification.
+    let value = |v: &str| {
+        HeaderValue::from_str(v)
+            .map_err(|_| GatewayError::Internal("identity value is not a header value"))
+    };
+    h.insert(names.openid.clone(), value(&identity.openid)?);
+    h.insert(names.appid.clone(), value(&identity.appid)?);
+    if let Some(unionid) = &identity.unionid {
+        h.insert(names.unionid.clone(), value(unionid)?);
+    }
+    if let Some(source) = &names.source {
+        h.insert(source.clone(), HeaderValue::from_static("wxgate"));
+    }
+    Ok(())
+}
+
+/// Replaces all values of `name` with `value`, skipping values that are not valid headers.
+fn put(h: &mut HeaderMap, name: HeaderName, value: &str) {
+    match HeaderValue::from_str(value) {
+        Ok(v) => {
+            h.insert(name, v);
+        }
+        Err(_) => {
+            h.remove(name);
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! The gateway's state: the current runtime (swappable as a whole) and what outlives reloads.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::forward::Forwarder;
+use crate::ratelimit::LoginLimiter;
+use crate::settings::Settings;
+use crate::store::MemoryStore;
+use crate::wechat::WechatClient;
+
+/// Everything derived from one version of the configuration.
+pub struct Runtime {
+    pub settings: Settings,
+    pub forwarder: Forwarder,
+    pub wechat: WechatClient,
+    pub limiter: LoginLimiter,
+}
+
+impl Runtime {
+    pub fn new(settings: Settings) -> anyhow::Result<Self> {
+        let wechat = WechatClient::new(&settings.wechat.api_base, settings.wechat.timeout)?;
+        Ok(Self {
+            forwarder: Forwarder::new(&settings.routes),
+            limiter: LoginLimiter::new(settings.auth.login_rate_limit),
+            wechat,
+            settings,
+        })
+    }
+}
+
+pub struct Gateway {
+    runtime: ArcSwap<Runtime>,
+    pub store: MemoryStore,
+}
+
+impl Gateway {
+    pub fn new(settings: Settings) -> anyhow::Result<Arc<Self>> {
+        let runtime = Runtime::new(settings)?;
+        Ok(Arc::new(Self {
+            runtime: ArcSwap::from_pointee(runtime),
+            store: MemoryStore::new(),
+        }))
+    }
+
+    /// The runtime a request uses from start to end, even if a reload happens meanwhile.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.runtime.load_full()
+    }
+}
+
+impl Gateway {
+    /// Re-reads the file the running configuration came from and swaps it in whole.
+    /// Listener addresses cannot change without a restart; sessions are kept.
+    pub fn reload(&self) -> anyhow::Result<()> {
+        let current = self.runtime();
+        let path = current
+            .settings
+            .source
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("the configuration did not come from a file"))?;
+        let settings = crate::config::load(&path)?;
+        if settings.server.listen != current.settings.server.listen
+            || settings.admin_listen != current.settings.admin_listen
+        {
+            tracing::warn!("listen addresses changed; they take effect only after a restart");
+        }
+        self.runtime
+            .store(std::sync::Arc::new(Runtime::new(settings)?));
+        Ok(())
+    }
+}

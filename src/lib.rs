@@ -1,0 +1,50 @@
+//! wxgate: an authentication gateway for WeChat mini-programs.
+//!
+//! # Layout
+//!
+//! The request path, in order, and the module that owns each stage:
+//!
+//! | stage | module |
+//! |---|---|
+//! | accept connections, HTTP/1.1 + HTTP/2, timeouts, drain | [`server`] |
+//! | admit (framing, limits), canonical path, pick endpoint or route | [`dispatch`], [`path`], [`routes`] |
+//! | find and verify the token, refuse revoked sessions | [`authn`], [`tokens`] |
+//! | strip hop-by-hop and identity headers, inject identity | [`headers`], [`forward`] |
+//! | send upstream over a pooled client, stream back | [`forward`], [`body`] |
+//! | turn any failure into a JSON error response | [`error`] |
+//!
+//! The login side path: [`endpoints`] (login, refresh, logout, session, JWKS) uses the
+//! [`wechat`] client, the [`store`] of sessions and codes, and the [`ratelimit`] limiter.
+//! Configuration is loaded by [`config`] into [`settings`]; [`gateway`] holds the state.
+//! [`admin`] serves health and metrics; [`mock_wechat`], [`echo`] and [`demo`] are the
+//! development tools behind `wxgate mock-wechat` and `wxgate demo`.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod authn;
+pub mod body;
+pub mod cli;
+pub mod clientip;
+pub mod config;
+pub mod demo;
+pub mod dispatch;
+pub mod echo;
+pub mod endpoints;
+pub mod error;
+pub mod forward;
+pub mod gateway;
+pub mod headers;
+pub mod metrics;
+pub mod mock_wechat;
+pub mod path;
+pub mod ratelimit;
+pub mod routes;
+pub mod secret;
+pub mod server;
+pub mod settings;
+pub mod store;
+pub mod tokens;
+pub mod wechat;
+
+pub use gateway::Gateway;
+pub use server::{run, Listeners};

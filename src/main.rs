@@ -1,0 +1,117 @@
+//! The `wxgate` binary: parses the command line and hands over to the library.
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use tokio::net::TcpListener;
+use wxgate::cli::{self, Cli, Command, LogFormat};
+use wxgate::{Gateway, Listeners};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("wxgate: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let json_logs = matches!(cli.log_format, Some(LogFormat::Json));
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Run => runtime.block_on(run(&cli.config, cli.log_format)),
+        Command::Check => cli::check(&cli.config),
+        Command::Token {
+            openid,
+            unionid,
+            appid,
+            ttl,
+        } => cli::token(
+            &cli.config,
+            &openid,
+            unionid.as_deref(),
+            appid.as_deref(),
+            ttl.as_deref(),
+        ),
+        Command::Keygen { alg, public } => cli::keygen(&alg, public),
+        Command::MockWechat { listen, slow_delay } => {
+            cli::init_tracing(json_logs);
+            runtime.block_on(wxgate::demo::mock_wechat(&listen, &slow_delay))
+        }
+        Command::Demo => {
+            cli::init_tracing(json_logs);
+            runtime.block_on(wxgate::demo::run())
+        }
+    }
+}
+
+async fn run(path: &std::path::Path, log_format: Option<LogFormat>) -> ExitCode {
+    let settings = match cli::load_or_report(path) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let json = match log_format {
+        Some(format) => matches!(format, LogFormat::Json),
+        None => settings.log.json,
+    };
+    cli::init_tracing(json);
+    let (public, admin) = match bind(&settings).await {
+        Ok(listeners) => listeners,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let gateway = match Gateway::new(settings) {
+        Ok(g) => g,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the gateway");
+            return ExitCode::FAILURE;
+        }
+    };
+    tokio::spawn(reload_on_sighup(Arc::clone(&gateway)));
+    wxgate::run(
+        Listeners {
+            public,
+            admin: Some(admin),
+        },
+        gateway,
+        cli::shutdown_signal(),
+    )
+    .await;
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
+}
+
+async fn bind(settings: &wxgate::settings::Settings) -> Result<(TcpListener, TcpListener), String> {
+    let public = TcpListener::bind(settings.server.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", settings.server.listen))?;
+    let admin = TcpListener::bind(settings.admin_listen)
+        .await
+        .map_err(|e| format!("cannot listen on {} (admin): {e}", settings.admin_listen))?;
+    for (name, listener) in [("public", &public), ("admin", &admin)] {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, listener = name, "listening");
+        }
+    }
+    Ok((public, admin))
+}
+
+/// SIGHUP re-reads the config file; an invalid file is reported and the old one kept.
+async fn reload_on_sighup(gateway: Arc<Gateway>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        match gateway.reload() {
+            Ok(()) => tracing::info!("configuration reloaded"),
+            Err(e) => tracing::error!("reload failed, keeping the running configuration: {e}"),
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! Accept loops: the public listener and the admin listener, each connection served by
+//! hyper-util's auto builder (HTTP/1.1, and HTTP/2 by prior knowledge), drained on shutdown.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+
+use crate::body::ResBody;
+use crate::dispatch::{self, Conn};
+use crate::gateway::Gateway;
+use crate::settings::ServerSettings;
+
+/// The sockets `run` serves; binding them is the caller's job, so tests can use port 0.
+pub struct Listeners {
+    pub public: TcpListener,
+    pub admin: Option<TcpListener>,
+}
+
+/// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests finish
+/// within `shutdown_grace`.
+pub async fn run(listeners: Listeners, gateway: Arc<Gateway>, shutdown: impl Future<Output = ()>) {
+    let runtime = gateway.runtime();
+    let limits = &runtime.settings.server;
+    let builder = connection_builder(limits);
+    let grace = limits.shutdown_grace;
+    let graceful = GracefulShutdown::new();
+    let admin_gateway = gateway.clone();
+    let public = {
+        let gateway = gateway.clone();
+        move |peer: SocketAddr| {
+            let gateway = gateway.clone();
+            let conn = Conn { peer, tls: false };
+            move |request: Request<Incoming>| {
+                let gateway = gateway.clone();
+                async move { Ok::<_, Infallible>(dispatch::handle(gateway, conn, request).await) }
+            }
+        }
+    };
+    let admin = move |_peer: SocketAddr| {
+        let gateway = admin_gateway.clone();
+        move |request: Request<Incoming>| {
+            let gateway = gateway.clone();
+            async move { Ok::<_, Infallible>(crate::admin::handle(&gateway, request).await) }
+        }
+    };
+    tokio::pin!(shutdown);
+    let admin_listener = listeners.admin;
+    tokio::select! {
+        _ = accept_loop(listeners.public, &builder, &graceful, public) => {}
+        _ = accept_optional(admin_listener, &builder, &graceful, admin) => {}
+        _ = &mut shutdown => {}
+    }
+    tracing::info!(
+        connections = graceful.count(),
+        "shutting down: no new connections"
+    );
+    tokio::select! {
+        _ = graceful.shutdown() => tracing::info!("all connections finished"),
+        _ = tokio::time::sleep(grace) => tracing::warn!("shutdown grace period ended with connections still open"),
+    }
+}
+
+fn connection_builder(limits: &ServerSettings) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // hyper's own limits stay above ours so that ours answer first, with a JSON body;
+    // hyper's only catch what would otherwise grow without bound.
+    let head_room = limits.max_header_bytes + limits.max_uri_bytes + 8192;
+    builder
+        .http1()
+        // Without a timer hyper never fires header_read_timeout (slowloris).
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(head_room.max(8192))
+        .max_headers(limits.max_headers + 32)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(head_room).unwrap_or(u32::MAX))
+        .max_concurrent_streams(256)
+        .max_pending_accept_reset_streams(64)
+        .keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(20));
+    builder
+}
+
+async fn accept_optional<M, S, F>(
+    listener: Option<TcpListener>,
+    builder: &auto::Builder<TokioExecutor>,
+    graceful: &GracefulShutdown,
+    make: M,
+) where
+    M: Fn(SocketAddr) -> S,
+    S: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
+    F: Future<Output = Result<Response<ResBody>, Infallible>> + Send + 'static,
+{
+    match listener {
+        Some(listener) => accept_loop(listener, builder, graceful, make).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn accept_loop<M, S, F>(
+    listener: TcpListener,
+    builder: &auto::Builder<TokioExecutor>,
+    graceful: &GracefulShutdown,
+    make: M,
+) where
+    M: Fn(SocketAddr) -> S,
+    S: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
+    F: Future<Output = Result<Response<ResBody>, Infallible>> + Send + 'static,
+{
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors or similar: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let service = service_fn(make(peer));
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let watched = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = watched.await {
+                tracing::debug!(error = %e, %peer, "connection ended with an error");
+            }
+        });
+    }
+}

@@ -1,0 +1,120 @@
+//! Runtime settings: `gateway.toml` converted once into parsed, validated types.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::HeaderName;
+use ipnet::IpNet;
+
+use crate::routes::RouteTable;
+use crate::secret::Secret;
+use crate::tokens::KeySet;
+
+pub struct Settings {
+    /// The file this came from, for reloads and relative paths.
+    pub source: Option<PathBuf>,
+    pub server: ServerSettings,
+    pub log: LogSettings,
+    pub admin_listen: SocketAddr,
+    pub wechat: WechatSettings,
+    pub auth: AuthSettings,
+    pub store: StoreSettings,
+    pub routes: RouteTable,
+}
+
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    pub tls: Option<TlsSettings>,
+    pub trusted_proxies: Vec<IpNet>,
+    pub header_read_timeout: Duration,
+    pub request_timeout: Duration,
+    pub max_body_bytes: u64,
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    pub max_uri_bytes: usize,
+    pub shutdown_grace: Duration,
+}
+
+pub struct TlsSettings {
+    pub listen: SocketAddr,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+pub struct LogSettings {
+    pub json: bool,
+    pub openid: bool,
+}
+
+pub struct WechatSettings {
+    /// Base URL without a trailing slash.
+    pub api_base: String,
+    pub timeout: Duration,
+    pub apps: Vec<App>,
+    pub relay: RelaySettings,
+}
+
+pub struct App {
+    pub appid: String,
+    pub secret: Secret,
+}
+
+pub struct RelaySettings {
+    pub enabled: bool,
+    pub allow: Vec<String>,
+}
+
+pub struct AuthSettings {
+    pub issuer: String,
+    pub audience: String,
+    pub access_ttl: Duration,
+    pub refresh_ttl: Duration,
+    pub leeway: Duration,
+    pub token_headers: Vec<HeaderName>,
+    pub identity: IdentityHeaders,
+    pub forward_token: bool,
+    /// Without a trailing slash, e.g. `/auth`.
+    pub endpoint_prefix: String,
+    pub login_rate_limit: RateLimit,
+    pub keys: KeySet,
+    pub on_login: Option<LoginHook>,
+    /// Claim name → header injected upstream.
+    pub claim_headers: Vec<(String, HeaderName)>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimit {
+    pub per_minute: u32,
+    pub burst: u32,
+}
+
+pub struct LoginHook {
+    pub url: String,
+    pub timeout: Duration,
+}
+
+/// The headers wxgate owns: stripped from every client request, injected after verification.
+pub struct IdentityHeaders {
+    pub openid: HeaderName,
+    pub unionid: HeaderName,
+    pub appid: HeaderName,
+    /// `X-WX-SOURCE` in the Cloud Run style.
+    pub source: Option<HeaderName>,
+    /// Every name to strip, lower-case with `_` folded to `-`.
+    pub strip: Vec<String>,
+}
+
+pub enum StoreSettings {
+    Memory,
+}
+
+impl WechatSettings {
+    /// The app a login names, or the first configured one when it names none.
+    pub fn app(&self, appid: Option<&str>) -> Option<&App> {
+        match appid {
+            Some(id) => self.apps.iter().find(|a| a.appid == id),
+            None => self.apps.first(),
+        }
+    }
+}

@@ -1,0 +1,243 @@
+use super::*;
+
+const SECRET: &str = "0123456789abcdef0123456789abcdef";
+const NOW: i64 = 1_800_000_000;
+
+fn hmac_key(kid: &str, alg: Algorithm, secret: &str) -> Key {
+    Key::new(
+        kid.into(),
+        alg,
+        Material::Hmac(crate::secret::Secret::new(secret)),
+    )
+    .expect("valid key")
+}
+
+fn keys() -> KeySet {
+    KeySet::new(vec![hmac_key("k1", Algorithm::HS256, SECRET)])
+}
+
+fn policy() -> Policy<'static> {
+    Policy {
+        issuer: "wxgate",
+        audience: "app",
+        leeway_secs: 30,
+    }
+}
+
+fn claims() -> Claims {
+    Claims {
+        iss: "wxgate".into(),
+        aud: "app".into(),
+        sub: "oUser_1-x".into(),
+        iat: NOW - 10,
+        nbf: Some(NOW - 10),
+        exp: NOW + 600,
+        jti: "j1".into(),
+        sid: "s1".into(),
+        appid: "wx0123456789abcdef".into(),
+        unionid: None,
+    }
+}
+
+fn b64(text: &str) -> String {
+    URL_SAFE_NO_PAD.encode(text)
+}
+
+/// Signs arbitrary header and payload JSON with HS256 and `secret`, as an attacker who knows
+/// (or guesses) the key might, to check every rule besides the signature.
+fn forge(header: &str, payload: &str, secret: &str) -> String {
+    let signing_input = format!("{}.{}", b64(header), b64(payload));
+    let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
+    let sig =
+        jsonwebtoken::crypto::sign(signing_input.as_bytes(), &key, Algorithm::HS256).expect("sign");
+    format!("{signing_input}.{sig}")
+}
+
+fn payload() -> String {
+    serde_json::to_string(&claims()).expect("json")
+}
+
+const GOOD_HEADER: &str = r#"{"alg":"HS256","typ":"at+jwt","kid":"k1"}"#;
+
+#[test]
+fn minted_tokens_verify_and_round_trip_their_claims() {
+    let token = mint(&keys(), &claims()).expect("mint");
+    assert_eq!(verify(&keys(), &policy(), &token, NOW), Ok(claims()));
+}
+
+#[test]
+fn forged_helper_matches_minting() {
+    let token = forge(GOOD_HEADER, &payload(), SECRET);
+    assert_eq!(verify(&keys(), &policy(), &token, NOW), Ok(claims()));
+}
+
+#[test]
+fn refuses_header_tricks() {
+    let cases = [
+        r#"{"alg":"none","typ":"at+jwt","kid":"k1"}"#,
+        r#"{"alg":"NONE","typ":"at+jwt","kid":"k1"}"#,
+        r#"{"alg":"HS512","typ":"at+jwt","kid":"k1"}"#,
+        r#"{"alg":"HS256","typ":"JWT","kid":"k1"}"#,
+        r#"{"alg":"HS256","kid":"k1"}"#,
+        r#"{"alg":"HS256","typ":"at+jwt","kid":"../../etc/passwd"}"#,
+        r#"{"alg":"HS256","typ":"at+jwt","kid":"k1' OR '1'='1"}"#,
+        r#"{"alg":"HS256","typ":"at+jwt","kid":"k1","jku":"http://evil/jwks"}"#,
+        r#"{"alg":"HS256","typ":"at+jwt","kid":"k1","jwk":{"kty":"oct","k":"AA"}}"#,
+        r#"{"alg":"HS256","typ":"at+jwt","kid":"k1","x5u":"http://evil"}"#,
+        r#"{"alg":"HS256","typ":"at+jwt","kid":"k1","x5c":["AA"]}"#,
+        r#"{"alg":"HS256","typ":"at+jwt","kid":"k1","crit":["exp"]}"#,
+        r#"{"alg":"HS256","typ":"at+jwt","kid":"k1","kid":"k1"}"#,
+        r#"{"alg":"HS256","alg":"none","typ":"at+jwt","kid":"k1"}"#,
+        r#"["alg","HS256"]"#,
+    ];
+    for header in cases {
+        let token = forge(header, &payload(), SECRET);
+        assert!(
+            verify(&keys(), &policy(), &token, NOW).is_err(),
+            "accepted header {header}"
+        );
+    }
+}
+
+#[test]
+fn refuses_signature_tricks() {
+    let token = mint(&keys(), &claims()).expect("mint");
+    let (signed, _sig) = token.rsplit_once('.').expect("three parts");
+    let other_key = forge(GOOD_HEADER, &payload(), "another-secret-another-secret-xx");
+    let cases = [
+        format!("{signed}."),
+        signed.to_string(),
+        format!("{token}="),
+        format!("{token}.extra"),
+        other_key,
+        format!("{signed}.AAAA"),
+    ];
+    for token in &cases {
+        assert!(
+            verify(&keys(), &policy(), token, NOW).is_err(),
+            "accepted {token}"
+        );
+    }
+}
+
+#[test]
+fn refuses_padded_or_non_canonical_base64() {
+    let token = mint(&keys(), &claims()).expect("mint");
+    let mut parts: Vec<String> = token.split('.').map(String::from).collect();
+    parts[1].push_str("==");
+    assert!(verify(&keys(), &policy(), &parts.join("."), NOW).is_err());
+}
+
+#[test]
+fn refuses_claim_tricks() {
+    let base = claims();
+    let mut cases: Vec<String> = Vec::new();
+    let mut expired = base.clone();
+    expired.exp = NOW - 31;
+    let mut future = base.clone();
+    future.iat = NOW + 120;
+    let mut not_yet = base.clone();
+    not_yet.nbf = Some(NOW + 120);
+    let mut wrong_iss = base.clone();
+    wrong_iss.iss = "evil".into();
+    let mut wrong_aud = base.clone();
+    wrong_aud.aud = "other".into();
+    let mut crlf = base.clone();
+    crlf.sub = "o1\r\nX-Admin: 1".into();
+    let mut long_sub = base.clone();
+    long_sub.sub = "a".repeat(65);
+    for c in [
+        expired, future, not_yet, wrong_iss, wrong_aud, crlf, long_sub,
+    ] {
+        cases.push(serde_json::to_string(&c).expect("json"));
+    }
+    let p = payload();
+    cases.push(p.replacen("\"sub\"", "\"sub\":\"other\",\"sub\"", 1));
+    cases.push(p.replacen(",\"exp\":", ",\"exp\":1,\"exp\":", 1));
+    cases.push(p.replace(&format!(",\"exp\":{}", NOW + 600), ""));
+    cases.push(
+        p.replace(",\"iss\":\"wxgate\"", "")
+            .replace("{\"iss\":\"wxgate\",", "{"),
+    );
+    cases.push("[]".into());
+    cases.push("\"text\"".into());
+    cases.push(p.replacen('{', "{\"admin\":true,", 1));
+    for payload in &cases {
+        let token = forge(GOOD_HEADER, payload, SECRET);
+        assert!(
+            verify(&keys(), &policy(), &token, NOW).is_err(),
+            "accepted payload {payload}"
+        );
+    }
+}
+
+#[test]
+fn expiry_is_reported_as_such_and_leeway_applies() {
+    let mut c = claims();
+    c.exp = NOW - 20;
+    let token = mint(&keys(), &c).expect("mint");
+    assert!(
+        verify(&keys(), &policy(), &token, NOW).is_ok(),
+        "inside the leeway"
+    );
+    assert_eq!(
+        verify(&keys(), &policy(), &token, NOW + 11),
+        Err(TokenError::Expired)
+    );
+}
+
+#[test]
+fn refuses_oversized_tokens_before_decoding() {
+    let token = "a".repeat(MAX_TOKEN_BYTES + 1);
+    assert_eq!(
+        verify(&keys(), &policy(), &token, NOW),
+        Err(TokenError::TooLarge)
+    );
+}
+
+#[test]
+fn tokens_without_kid_only_verify_with_a_single_key() {
+    let header = r#"{"alg":"HS256","typ":"at+jwt"}"#;
+    let token = forge(header, &payload(), SECRET);
+    assert!(verify(&keys(), &policy(), &token, NOW).is_ok());
+    let two = KeySet::new(vec![
+        hmac_key("k1", Algorithm::HS256, SECRET),
+        hmac_key("k0", Algorithm::HS256, SECRET),
+    ]);
+    assert_eq!(
+        verify(&two, &policy(), &token, NOW),
+        Err(TokenError::UnknownKey)
+    );
+}
+
+#[test]
+fn older_keys_verify_but_never_sign() {
+    let rotated = KeySet::new(vec![
+        hmac_key(
+            "k2",
+            Algorithm::HS512,
+            "a-brand-new-secret-a-brand-new-secret",
+        ),
+        hmac_key("k1", Algorithm::HS256, SECRET),
+    ]);
+    let old = mint(&keys(), &claims()).expect("mint");
+    assert!(verify(&rotated, &policy(), &old, NOW).is_ok());
+    let fresh = mint(&rotated, &claims()).expect("mint");
+    let header = fresh.split('.').next().expect("header");
+    let header = String::from_utf8(URL_SAFE_NO_PAD.decode(header).expect("b64")).expect("utf8");
+    assert!(
+        header.contains(r#""kid":"k2""#) && header.contains("HS512"),
+        "{header}"
+    );
+    assert!(verify(&keys(), &policy(), &fresh, NOW).is_err());
+}
+
+#[test]
+fn short_hmac_secrets_are_refused() {
+    let short = Key::new(
+        "k".into(),
+        Algorithm::HS256,
+        Material::Hmac(crate::secret::Secret::new("short")),
+    );
+    assert!(short.is_err());
+}

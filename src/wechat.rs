@@ -1,0 +1,285 @@
+//! The WeChat API client: `jscode2session`, with defensive parsing of whatever comes back.
+//!
+//! WeChat reports errors inside HTTP 200 bodies, sometimes as `text/plain`, with `errcode`
+//! as a number or a string. The request URL carries the app secret, so no error built here
+//! ever contains it: reqwest errors are stripped of their URL before anything sees them.
+
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde_json::Value;
+
+use crate::error::GatewayError;
+use crate::secret::Secret;
+use crate::settings::App;
+use crate::tokens::is_safe_id;
+
+/// WeChat answers are small; anything bigger is not a real answer.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+/// What a successful code exchange yields.
+#[derive(Debug)]
+pub struct WxSession {
+    pub openid: String,
+    pub unionid: Option<String>,
+    pub session_key: Secret,
+}
+
+pub struct WechatClient {
+    http: reqwest::Client,
+    api_base: String,
+    timeout: Duration,
+}
+
+impl WechatClient {
+    pub fn new(api_base: &str, timeout: Duration) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            // A redirect would send the secret-bearing query somewhere else.
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()?;
+        Ok(Self {
+            http,
+            api_base: api_base.to_string(),
+            timeout,
+        })
+    }
+
+    /// Exchanges a login code. Called at most once per code (the caller's gate ensures it)
+    /// and never retried: WeChat may have spent the code even when the answer was lost.
+    pub async fn jscode2session(&self, app: &App, code: &str) -> Result<WxSession, GatewayError> {
+        let mut url = url::Url::parse(&format!("{}/sns/jscode2session", self.api_base))
+            .map_err(|_| GatewayError::Internal("bad WeChat base URL"))?;
+        url.query_pairs_mut()
+            .append_pair("appid", &app.appid)
+            .append_pair("secret", app.secret.expose())
+            .append_pair("js_code", code)
+            .append_pair("grant_type", "authorization_code");
+        let started = std::time::Instant::now();
+        let answer = tokio::time::timeout(self.timeout, self.get(url)).await;
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        let answer = match answer {
+            Ok(result) => result?,
+            Err(_) => {
+                tracing::warn!(
+                    api = "jscode2session",
+                    elapsed_ms,
+                    "WeChat did not answer in time"
+                );
+                return Err(GatewayError::WechatTimeout);
+            }
+        };
+        interpret_session(&answer, &app.appid)
+    }
+
+    async fn get(&self, url: url::Url) -> Result<Value, GatewayError> {
+        let response = self.http.get(url).send().await.map_err(|e| {
+            // `without_url` drops the URL, and with it the secret, from the error.
+            let e = e.without_url();
+            tracing::warn!(error = %e, "WeChat request failed");
+            if e.is_timeout() {
+                GatewayError::WechatTimeout
+            } else {
+                GatewayError::WechatUnavailable("unreachable")
+            }
+        })?;
+        read_json(response).await
+    }
+}
+
+/// Reads at most [`MAX_ANSWER_BYTES`] and parses JSON whatever `Content-Type` says.
+async fn read_json(mut response: reqwest::Response) -> Result<Value, GatewayError> {
+    let status = response.status();
+    if !status.is_success() {
+        tracing::warn!(
+            status = status.as_u16(),
+            "WeChat answered with an HTTP error"
+        );
+        return Err(GatewayError::WechatUnavailable("http error"));
+    }
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_ANSWER_BYTES as u64)
+    {
+        tracing::warn!("WeChat answer is too large");
+        return Err(GatewayError::WechatUnavailable("oversized"));
+    }
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+                    tracing::warn!("WeChat answer is too large");
+                    return Err(GatewayError::WechatUnavailable("oversized"));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(e) => {
+                let e = e.without_url();
+                tracing::warn!(error = %e, "WeChat answer could not be read");
+                return Err(if e.is_timeout() {
+                    GatewayError::WechatTimeout
+                } else {
+                    GatewayError::WechatUnavailable("truncated")
+                });
+            }
+        }
+    }
+    serde_json::from_slice::<Value>(&body)
+        .ok()
+        .filter(Value::is_object)
+        .ok_or_else(|| {
+            tracing::warn!("WeChat answer is not a JSON object");
+            GatewayError::WechatUnavailable("not json")
+        })
+}
+
+/// `errcode` as WeChat sends it: absent, a number, or a numeric string.
+pub fn errcode(answer: &Value) -> Result<i64, GatewayError> {
+    match answer.get("errcode") {
+        None | Some(Value::Null) => Ok(0),
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .ok_or(GatewayError::WechatUnavailable("bad errcode")),
+        Some(Value::String(s)) => s
+            .trim()
+            .parse()
+            .map_err(|_| GatewayError::WechatUnavailable("bad errcode")),
+        Some(_) => Err(GatewayError::WechatUnavailable("bad errcode")),
+    }
+}
+
+/// The trace id WeChat puts in `errmsg` (`rid: ...`), which is safe and useful to log.
+fn trace_id(answer: &Value) -> &str {
+    answer
+        .get("errmsg")
+        .and_then(Value::as_str)
+        .and_then(|m| m.split("rid:").nth(1))
+        .map(str::trim)
+        .unwrap_or("")
+}
+
+fn interpret_session(answer: &Value, appid: &str) -> Result<WxSession, GatewayError> {
+    let code = errcode(answer)?;
+    if code != 0 {
+        let error = login_error(code);
+        let rid = trace_id(answer);
+        match error {
+            GatewayError::ServerMisconfigured(_) => {
+                tracing::error!(
+                    errcode = code,
+                    rid,
+                    appid,
+                    "WeChat rejected the app's credentials"
+                );
+            }
+            GatewayError::WechatUnavailable(_) => {
+                tracing::warn!(errcode = code, rid, "WeChat answered an unknown errcode");
+            }
+            _ => tracing::info!(errcode = code, rid, "WeChat refused the login code"),
+        }
+        return Err(error);
+    }
+    let openid = answer
+        .get("openid")
+        .and_then(Value::as_str)
+        .filter(|s| is_safe_id(s));
+    let session_key = answer
+        .get("session_key")
+        .and_then(Value::as_str)
+        .filter(|k| STANDARD.decode(k).is_ok_and(|bytes| bytes.len() == 16));
+    let unionid = match answer.get("unionid") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(u)) if is_safe_id(u) => Ok(Some(u.clone())),
+        Some(_) => Err(()),
+    };
+    match (openid, session_key, unionid) {
+        (Some(openid), Some(key), Ok(unionid)) => Ok(WxSession {
+            openid: openid.to_string(),
+            unionid,
+            session_key: Secret::new(key),
+        }),
+        _ => {
+            tracing::warn!("WeChat success answer lacks a usable openid or session_key");
+            Err(GatewayError::WechatUnavailable("unusable success"))
+        }
+    }
+}
+
+/// Maps a `jscode2session` errcode to what the client is told (SPEC's login error table).
+pub fn login_error(code: i64) -> GatewayError {
+    match code {
+        40029 | 42003 => GatewayError::InvalidCode,
+        40163 => GatewayError::CodeUsed,
+        40226 => GatewayError::CodeBlocked,
+        45011 => GatewayError::RateLimited {
+            retry_after_secs: 60,
+        },
+        -1 => GatewayError::WechatBusy,
+        40013 | 40125 | 41002 | 41004 => GatewayError::ServerMisconfigured(code),
+        _ => GatewayError::WechatUnavailable("unknown errcode"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn errcode_may_be_a_number_a_string_or_absent() {
+        assert_eq!(errcode(&json!({})).ok(), Some(0));
+        assert_eq!(errcode(&json!({"errcode": 40029})).ok(), Some(40029));
+        assert_eq!(errcode(&json!({"errcode": "40163"})).ok(), Some(40163));
+        assert_eq!(errcode(&json!({"errcode": "-1"})).ok(), Some(-1));
+        assert!(errcode(&json!({"errcode": "abc"})).is_err());
+        assert!(errcode(&json!({"errcode": 1.5})).is_err());
+    }
+
+    #[test]
+    fn success_needs_an_openid_and_a_sixteen_byte_session_key() {
+        let ok = json!({"openid": "oAbc_-1", "session_key": "AAAAAAAAAAAAAAAAAAAAAA=="});
+        assert!(interpret_session(&ok, "wx").is_ok());
+        for bad in [
+            json!({"session_key": "AAAAAAAAAAAAAAAAAAAAAA=="}),
+            json!({"openid": "oAbc", "session_key": "AAAAAAAAAAA="}),
+            json!({"openid": "o\r\nX: y", "session_key": "AAAAAAAAAAAAAAAAAAAAAA=="}),
+            json!({"openid": "oAbc", "session_key": "AAAAAAAAAAAAAAAAAAAAAA==", "unionid": 5}),
+            json!({"openid": "", "session_key": "AAAAAAAAAAAAAAAAAAAAAA=="}),
+        ] {
+            assert!(
+                matches!(
+                    interpret_session(&bad, "wx"),
+                    Err(GatewayError::WechatUnavailable(_))
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn login_errcodes_map_to_the_documented_errors() {
+        let code = |c| login_error(c).code();
+        assert_eq!(code(40029), "invalid_code");
+        assert_eq!(code(40163), "code_used");
+        assert_eq!(code(40226), "code_blocked");
+        assert_eq!(code(45011), "rate_limited");
+        assert_eq!(code(-1), "wechat_busy");
+        for c in [40013, 40125, 41002, 41004] {
+            assert_eq!(code(c), "server_misconfigured");
+        }
+        assert_eq!(code(99999), "wechat_unavailable");
+    }
+
+    #[test]
+    fn the_trace_id_is_taken_from_errmsg() {
+        assert_eq!(
+            trace_id(&json!({"errmsg": "invalid code, rid: 6543-21"})),
+            "6543-21"
+        );
+        assert_eq!(trace_id(&json!({})), "");
+    }
+}
