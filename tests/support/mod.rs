@@ -1,0 +1,326 @@
+//! Shared test harness: the gateway on port 0 with a shutdown handle, mock WeChat, and a
+//! recording upstream that keeps the exact bytes it received.
+#![allow(dead_code)]
+
+pub mod upstream;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use wxgate::mock_wechat::{MockOptions, MockWechat};
+
+#[allow(unused_imports)]
+pub use upstream::{Recorded, Upstream};
+
+pub const APPID: &str = "wx0123456789abcdef";
+pub const APP_SECRET: &str = "test-app-secret-value";
+pub const JWT_SECRET: &str = "test-jwt-secret-0123456789abcdef-0123456789";
+pub const AUDIENCE: &str = "test-mini-program";
+
+/// A running mock WeChat on loopback.
+pub struct Wechat {
+    pub mock: MockWechat,
+    pub addr: SocketAddr,
+    _shutdown: oneshot::Sender<()>,
+}
+
+impl Wechat {
+    pub async fn start() -> Self {
+        Self::start_with(MockOptions {
+            apps: vec![(APPID.into(), APP_SECRET.into())],
+            slow_delay: Duration::from_secs(3),
+        })
+        .await
+    }
+
+    pub async fn start_with(options: MockOptions) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind mock");
+        let addr = listener.local_addr().expect("addr");
+        let mock = MockWechat::new(options);
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(mock.clone().serve(listener, async {
+            let _ = rx.await;
+        }));
+        Self {
+            mock,
+            addr,
+            _shutdown: tx,
+        }
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn logins(&self) -> u64 {
+        self.mock.calls("/sns/jscode2session")
+    }
+}
+
+/// Config text for a gateway in front of `wechat_base` and `upstream`; `extra` is appended
+/// (more routes) and `auth_extra` goes into `[auth]`.
+pub struct ConfigBuilder {
+    pub wechat_base: String,
+    pub upstream: String,
+    pub server_extra: String,
+    pub auth_extra: String,
+    pub wechat_extra: String,
+    pub routes: String,
+}
+
+impl ConfigBuilder {
+    pub fn new(wechat_base: &str, upstream: &str) -> Self {
+        let routes = format!(
+            r#"
+[[routes]]
+prefix = "/public"
+upstream = "{upstream}"
+auth = "none"
+[[routes]]
+prefix = "/optional"
+upstream = "{upstream}"
+auth = "optional"
+[[routes]]
+prefix = "/api"
+upstream = "{upstream}"
+auth = "required"
+"#
+        );
+        Self {
+            wechat_base: wechat_base.into(),
+            upstream: upstream.into(),
+            server_extra: String::new(),
+            auth_extra: String::new(),
+            wechat_extra: String::new(),
+            routes,
+        }
+    }
+
+    pub fn text(&self) -> String {
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+{server_extra}
+[admin]
+listen = "127.0.0.1:0"
+[wechat]
+api_base = "{wechat}"
+timeout = "1s"
+{wechat_extra}
+[[wechat.apps]]
+appid = "{APPID}"
+secret = "{APP_SECRET}"
+[auth]
+audience = "{AUDIENCE}"
+{auth_extra}
+[[auth.keys]]
+kid = "k1"
+alg = "HS256"
+secret = "{JWT_SECRET}"
+{routes}
+"#,
+            server_extra = self.server_extra,
+            wechat = self.wechat_base,
+            wechat_extra = self.wechat_extra,
+            auth_extra = self.auth_extra,
+            routes = self.routes,
+        )
+    }
+}
+
+/// A gateway running in-process on port 0.
+pub struct Gateway {
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub state: Arc<wxgate::Gateway>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Gateway {
+    pub async fn start(config: &str) -> Self {
+        let settings = match wxgate::config::from_str(config, Path::new(".")) {
+            Ok(s) => s,
+            Err(e) => panic!("test config is invalid: {e}\n{config}"),
+        };
+        let public = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
+        let (addr, admin_addr) = (
+            public.local_addr().expect("addr"),
+            admin.local_addr().expect("addr"),
+        );
+        let state = wxgate::Gateway::new(settings).expect("gateway");
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(wxgate::run(
+            wxgate::Listeners {
+                public,
+                admin: Some(admin),
+            },
+            state.clone(),
+            async {
+                let _ = rx.await;
+            },
+        ));
+        Self {
+            addr,
+            admin: admin_addr,
+            state,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Signals shutdown and returns the task, which ends when connections have drained.
+    pub fn begin_shutdown(&mut self) -> JoinHandle<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.task.take().expect("running")
+    }
+}
+
+/// The usual trio: mock WeChat, a recording upstream and a gateway in front of both.
+pub struct World {
+    pub wechat: Wechat,
+    pub upstream: Upstream,
+    pub gateway: Gateway,
+    pub http: reqwest::Client,
+}
+
+impl World {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(adjust: impl FnOnce(&mut ConfigBuilder)) -> Self {
+        let wechat = Wechat::start().await;
+        let upstream = Upstream::start().await;
+        let mut config = ConfigBuilder::new(&wechat.base(), &upstream.base());
+        adjust(&mut config);
+        let gateway = Gateway::start(&config.text()).await;
+        Self {
+            wechat,
+            upstream,
+            gateway,
+            http: client(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        self.gateway.url(path)
+    }
+
+    /// Logs in with `code` and returns the JSON answer (panics unless 200).
+    pub async fn login(&self, code: &str) -> serde_json::Value {
+        let response = self
+            .post_json("/auth/login", serde_json::json!({ "code": code }))
+            .await;
+        assert_eq!(response.status(), 200, "login with {code}");
+        response.json().await.expect("login json")
+    }
+
+    /// A fresh access token for a unique code.
+    pub async fn token(&self) -> String {
+        let code = format!("code{}", unique());
+        self.login(&code).await["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_string()
+    }
+
+    pub async fn post_json(&self, path: &str, body: serde_json::Value) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn get_with_token(&self, path: &str, token: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request")
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+/// A number unique within this test process, for codes and names.
+pub fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// An address where nothing listens (bound, then released).
+pub async fn closed_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    listener.local_addr().expect("addr")
+}
+
+/// Sends raw bytes and reads until the server closes or `wait` passes with nothing new.
+pub async fn raw(addr: SocketAddr, request: &[u8], wait: Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(request).await.expect("write");
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match tokio::time::timeout(wait, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The status code of the first response in raw HTTP/1.1 text (0 when there is none).
+pub fn status_of(raw: &str) -> u16 {
+    raw.split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Mints a token for `openid` with the test signing key.
+pub fn mint(openid: &str, ttl_secs: i64) -> String {
+    let now = wxgate::tokens::now_unix();
+    let claims = wxgate::tokens::Claims {
+        iss: "wxgate".into(),
+        aud: AUDIENCE.into(),
+        sub: openid.into(),
+        iat: now,
+        nbf: Some(now),
+        exp: now + ttl_secs,
+        jti: format!("j{}", unique()),
+        sid: format!("s{}", unique()),
+        appid: APPID.into(),
+        unionid: None,
+    };
+    let key = wxgate::tokens::Key::new(
+        "k1".into(),
+        jsonwebtoken::Algorithm::HS256,
+        wxgate::tokens::Material::Hmac(wxgate::secret::Secret::new(JWT_SECRET)),
+    )
+    .expect("key");
+    wxgate::tokens::mint(&wxgate::tokens::KeySet::new(vec![key]), &claims).expect("mint")
+}
