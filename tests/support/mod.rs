@@ -139,8 +139,8 @@ pub struct Gateway {
     pub addr: SocketAddr,
     pub admin: SocketAddr,
     pub state: Arc<wxgate::Gateway>,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
+    shutdown: std::sync::Mutex<Option<oneshot::Sender<()>>>,
+    task: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Gateway {
@@ -171,8 +171,8 @@ impl Gateway {
             addr,
             admin: admin_addr,
             state,
-            shutdown: Some(tx),
-            task: Some(task),
+            shutdown: std::sync::Mutex::new(Some(tx)),
+            task: std::sync::Mutex::new(Some(task)),
         }
     }
 
@@ -181,11 +181,11 @@ impl Gateway {
     }
 
     /// Signals shutdown and returns the task, which ends when connections have drained.
-    pub fn begin_shutdown(&mut self) -> JoinHandle<()> {
-        if let Some(tx) = self.shutdown.take() {
+    pub fn begin_shutdown(&self) -> JoinHandle<()> {
+        if let Some(tx) = self.shutdown.lock().expect("lock").take() {
             let _ = tx.send(());
         }
-        self.task.take().expect("running")
+        self.task.lock().expect("lock").take().expect("running")
     }
 }
 
