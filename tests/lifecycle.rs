@@ -23,7 +23,10 @@ async fn shutdown_lets_in_flight_requests_finish_and_refuses_new_ones() {
     };
     let (response, task) = tokio::join!(slow, stop);
     assert_eq!(response.status(), 200, "the in-flight request completed");
-    tokio::time::timeout(Duration::from_secs(10), task).await.expect("drained").expect("task");
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("drained")
+        .expect("task");
     let refused = support::client().get(world.url("/public/x")).send().await;
     assert!(refused.is_err(), "no new connections after shutdown");
 }
@@ -41,7 +44,10 @@ async fn the_grace_period_bounds_shutdown() {
         started.elapsed()
     };
     let (_, took) = tokio::join!(slow, stop);
-    assert!(took < Duration::from_secs(2), "shutdown waited {took:?} despite a 300ms grace");
+    assert!(
+        took < Duration::from_secs(2),
+        "shutdown waited {took:?} despite a 300ms grace"
+    );
 }
 
 #[tokio::test]
@@ -52,16 +58,34 @@ async fn admin_health_and_readiness_answer_on_their_own_port() {
         let response = world.http.get(admin(path)).send().await.expect("request");
         assert_eq!(response.status(), 200, "{path}");
     }
-    let metrics = world.http.get(admin("/metrics")).send().await.expect("request");
+    let metrics = world
+        .http
+        .get(admin("/metrics"))
+        .send()
+        .await
+        .expect("request");
     assert_eq!(metrics.status(), 200);
-    assert!(metrics.text().await.expect("text").contains("wxgate_requests_total"));
+    assert!(metrics
+        .text()
+        .await
+        .expect("text")
+        .contains("wxgate_requests_total"));
     // The public port does not serve them.
-    let public = world.http.get(world.url("/healthz")).send().await.expect("request");
+    let public = world
+        .http
+        .get(world.url("/healthz"))
+        .send()
+        .await
+        .expect("request");
     assert_eq!(public.status(), 404);
 }
 
 fn write_config(text: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("wxgate-test-{}-{}", std::process::id(), support::unique()));
+    let dir = std::env::temp_dir().join(format!(
+        "wxgate-test-{}-{}",
+        std::process::id(),
+        support::unique()
+    ));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let path = dir.join("gateway.toml");
     std::fs::write(&path, text).expect("write config");
@@ -77,19 +101,37 @@ fn check_exits_zero_for_valid_and_two_for_invalid_configs() {
         .expect("run");
     assert_eq!(valid.status.code(), Some(0));
     let stdout = String::from_utf8_lossy(&valid.stdout);
-    assert!(stdout.contains("/api") && !stdout.contains("app-secret"), "{stdout}");
+    assert!(
+        stdout.contains("/api") && !stdout.contains("app-secret"),
+        "{stdout}"
+    );
     let invalid = Command::new(BIN)
-        .args(["check", "-c", &format!("{fixtures}/invalid/unknown_route_key.toml")])
+        .args([
+            "check",
+            "-c",
+            &format!("{fixtures}/invalid/unknown_route_key.toml"),
+        ])
         .output()
         .expect("run");
     assert_eq!(invalid.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&invalid.stderr).contains("routes[0].upstrem"));
     let run_invalid = Command::new(BIN)
-        .args(["run", "-c", &format!("{fixtures}/invalid/bad_duration.toml")])
+        .args([
+            "run",
+            "-c",
+            &format!("{fixtures}/invalid/bad_duration.toml"),
+        ])
         .output()
         .expect("run");
-    assert_eq!(run_invalid.status.code(), Some(2), "run exits 2 on a bad config");
-    let missing = Command::new(BIN).args(["check", "-c", "/nonexistent/gateway.toml"]).output().expect("run");
+    assert_eq!(
+        run_invalid.status.code(),
+        Some(2),
+        "run exits 2 on a bad config"
+    );
+    let missing = Command::new(BIN)
+        .args(["check", "-c", "/nonexistent/gateway.toml"])
+        .output()
+        .expect("run");
     assert_eq!(missing.status.code(), Some(2));
 }
 
@@ -97,15 +139,36 @@ fn check_exits_zero_for_valid_and_two_for_invalid_configs() {
 fn wxgate_token_mints_a_token_the_config_verifies() {
     let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/config");
     let out = Command::new(BIN)
-        .args(["token", "-c", &format!("{fixtures}/valid/minimal.toml"), "--openid", "oCli_1", "--ttl", "10m"])
+        .args([
+            "token",
+            "-c",
+            &format!("{fixtures}/valid/minimal.toml"),
+            "--openid",
+            "oCli_1",
+            "--ttl",
+            "10m",
+        ])
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(0));
     let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
     assert_eq!(token.split('.').count(), 3, "{token}");
-    let settings = wxgate::config::load(std::path::Path::new(&format!("{fixtures}/valid/minimal.toml"))).expect("config");
-    let policy = wxgate::tokens::Policy { issuer: "wxgate", audience: "test-app", leeway_secs: 0 };
-    let claims = wxgate::tokens::verify(&settings.auth.keys, &policy, &token, wxgate::tokens::now_unix()).expect("valid");
+    let settings = wxgate::config::load(std::path::Path::new(&format!(
+        "{fixtures}/valid/minimal.toml"
+    )))
+    .expect("config");
+    let policy = wxgate::tokens::Policy {
+        issuer: "wxgate",
+        audience: "test-app",
+        leeway_secs: 0,
+    };
+    let claims = wxgate::tokens::verify(
+        &settings.auth.keys,
+        &policy,
+        &token,
+        wxgate::tokens::now_unix(),
+    )
+    .expect("valid");
     assert_eq!(claims.sub, "oCli_1");
     assert!(claims.exp - claims.iat <= 600);
 }
@@ -132,7 +195,11 @@ async fn the_binary_serves_stops_on_sigterm_and_never_logs_secrets() {
         }
         early.push_str(&line);
         if line.contains("listening") && line.contains("public") {
-            let addr = line.split("addr=").nth(1).and_then(|s| s.split_whitespace().next()).expect("addr");
+            let addr = line
+                .split("addr=")
+                .nth(1)
+                .and_then(|s| s.split_whitespace().next())
+                .expect("addr");
             break addr.to_string();
         }
     };
@@ -144,21 +211,64 @@ async fn the_binary_serves_stops_on_sigterm_and_never_logs_secrets() {
     let http = support::client();
     let url = |p: &str| format!("http://{addr}{p}");
     let code = "secretcode12345";
-    let login: Value = http.post(url("/auth/login")).json(&json!({ "code": code })).send().await.expect("login").json().await.expect("json");
+    let login: Value = http
+        .post(url("/auth/login"))
+        .json(&json!({ "code": code }))
+        .send()
+        .await
+        .expect("login")
+        .json()
+        .await
+        .expect("json");
     let access = login["access_token"].as_str().expect("access").to_string();
-    let refresh = login["refresh_token"].as_str().expect("refresh").to_string();
-    let session_key = wechat.mock.session_key(login["openid"].as_str().expect("openid")).expect("key");
-    let api = http.get(url("/api/x?access_token=QUERYSECRET123")).bearer_auth(&access).send().await.expect("api");
+    let refresh = login["refresh_token"]
+        .as_str()
+        .expect("refresh")
+        .to_string();
+    let session_key = wechat
+        .mock
+        .session_key(login["openid"].as_str().expect("openid"))
+        .expect("key");
+    let api = http
+        .get(url("/api/x?access_token=QUERYSECRET123"))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .expect("api");
     assert_eq!(api.status(), 200);
-    let renewed: Value = http.post(url("/auth/refresh")).json(&json!({ "refresh_token": refresh })).send().await.expect("refresh").json().await.expect("json");
+    let renewed: Value = http
+        .post(url("/auth/refresh"))
+        .json(&json!({ "refresh_token": refresh }))
+        .send()
+        .await
+        .expect("refresh")
+        .json()
+        .await
+        .expect("json");
     let failing_code = "err40125leakcheck";
-    let misconfigured = http.post(url("/auth/login")).json(&json!({ "code": failing_code })).send().await.expect("login");
+    let misconfigured = http
+        .post(url("/auth/login"))
+        .json(&json!({ "code": failing_code }))
+        .send()
+        .await
+        .expect("login");
     assert_eq!(misconfigured.status(), 502);
-    let bad = http.get(url("/api/x")).bearer_auth("garbage.token.value").send().await.expect("api");
+    let bad = http
+        .get(url("/api/x"))
+        .bearer_auth("garbage.token.value")
+        .send()
+        .await
+        .expect("api");
     assert_eq!(bad.status(), 401);
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
     assert!(status.success());
-    let exit = tokio::task::spawn_blocking(move || child.wait()).await.expect("join").expect("wait");
+    let exit = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .expect("join")
+        .expect("wait");
     assert_eq!(exit.code(), Some(0), "SIGTERM ends with exit code 0");
     let logs = format!("{early}{}", log_reader.join().expect("logs"));
     let secrets = [
@@ -169,13 +279,25 @@ async fn the_binary_serves_stops_on_sigterm_and_never_logs_secrets() {
         ("session_key", session_key),
         ("access token", access),
         ("refresh token", refresh),
-        ("renewed access token", renewed["access_token"].as_str().expect("at").to_string()),
+        (
+            "renewed access token",
+            renewed["access_token"].as_str().expect("at").to_string(),
+        ),
         ("query string", "QUERYSECRET123".to_string()),
     ];
     for (what, value) in &secrets {
-        assert!(!logs.contains(value.as_str()), "the {what} appeared in the logs:\n{logs}");
+        assert!(
+            !logs.contains(value.as_str()),
+            "the {what} appeared in the logs:\n{logs}"
+        );
     }
-    assert!(logs.contains("wxgate::access"), "access log lines are written:\n{logs}");
+    assert!(
+        logs.contains("wxgate::access"),
+        "access log lines are written:\n{logs}"
+    );
     assert!(logs.contains("path=/api/x"), "{logs}");
-    assert!(logs.contains("errcode=40125"), "misconfiguration is logged with its errcode:\n{logs}");
+    assert!(
+        logs.contains("errcode=40125"),
+        "misconfiguration is logged with its errcode:\n{logs}"
+    );
 }

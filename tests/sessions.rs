@@ -9,7 +9,9 @@ use serde_json::{json, Value};
 use support::World;
 
 async fn refresh(world: &World, token: &str) -> (u16, Value) {
-    let response = world.post_json("/auth/refresh", json!({ "refresh_token": token })).await;
+    let response = world
+        .post_json("/auth/refresh", json!({ "refresh_token": token }))
+        .await;
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(Value::Null))
 }
@@ -24,11 +26,18 @@ async fn access_tokens_carry_the_documented_claims() {
     let world = World::start().await;
     let login = world.login("claims1").await;
     let token = login["access_token"].as_str().expect("token");
-    let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(token.split('.').next().expect("h")).expect("b64")).expect("json");
+    let header: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(token.split('.').next().expect("h"))
+            .expect("b64"),
+    )
+    .expect("json");
     assert_eq!(header["typ"], "at+jwt");
     assert_eq!(header["kid"], "k1");
     let c = claims(token);
-    for name in ["iss", "aud", "sub", "iat", "nbf", "exp", "jti", "sid", "appid"] {
+    for name in [
+        "iss", "aud", "sub", "iat", "nbf", "exp", "jti", "sid", "appid",
+    ] {
         assert!(!c[name].is_null(), "claim {name} missing: {c}");
     }
     assert_eq!(c["sub"], login["openid"]);
@@ -47,10 +56,16 @@ async fn refresh_rotates_and_keeps_the_session() {
     assert_ne!(renewed["refresh_token"], login["refresh_token"]);
     assert_eq!(renewed["token_type"], "Bearer");
     let new_access = renewed["access_token"].as_str().expect("at");
-    assert_eq!(world.get_with_token("/api/x", new_access).await.status(), 200);
+    assert_eq!(
+        world.get_with_token("/api/x", new_access).await.status(),
+        200
+    );
     // After a normal refresh the previous access token stays valid until it expires.
     let old_access = login["access_token"].as_str().expect("at");
-    assert_eq!(world.get_with_token("/api/x", old_access).await.status(), 200);
+    assert_eq!(
+        world.get_with_token("/api/x", old_access).await.status(),
+        200
+    );
 }
 
 #[tokio::test]
@@ -60,12 +75,17 @@ async fn a_replayed_refresh_token_revokes_the_whole_session() {
     let first = login["refresh_token"].as_str().expect("rt");
     let (_, renewed) = refresh(&world, first).await;
     let (status, body) = refresh(&world, first).await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
     // Everything the session issued is dead now, the rotated tokens included.
     let (status, _) = refresh(&world, renewed["refresh_token"].as_str().expect("rt")).await;
     assert_eq!(status, 400);
     for token in [&login["access_token"], &renewed["access_token"]] {
-        let response = world.get_with_token("/api/x", token.as_str().expect("at")).await;
+        let response = world
+            .get_with_token("/api/x", token.as_str().expect("at"))
+            .await;
         assert_eq!(response.status(), 401);
     }
 }
@@ -74,14 +94,23 @@ async fn a_replayed_refresh_token_revokes_the_whole_session() {
 async fn unknown_or_malformed_refresh_requests() {
     let world = World::start().await;
     let (status, body) = refresh(&world, "not-a-real-refresh-token").await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
-    for bad in [json!({}), json!({ "refresh_token": 5 }), json!({ "refresh_token": "" })] {
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    for bad in [
+        json!({}),
+        json!({ "refresh_token": 5 }),
+        json!({ "refresh_token": "" }),
+    ] {
         let response = world.post_json("/auth/refresh", bad).await;
         assert_eq!(response.status(), 400);
         let body: Value = response.json().await.expect("json");
         assert_eq!(body["error"], "invalid_request");
     }
-    let response = world.post_json("/auth/refresh", json!({ "refresh_token": "x".repeat(257) })).await;
+    let response = world
+        .post_json("/auth/refresh", json!({ "refresh_token": "x".repeat(257) }))
+        .await;
     assert_eq!(response.status(), 400);
 }
 
@@ -111,7 +140,10 @@ async fn logout_rejects_the_sessions_tokens_from_then_on() {
     assert_eq!(response.status(), 204);
     let denied = world.get_with_token("/api/x", access).await;
     assert_eq!(denied.status(), 401);
-    assert!(denied.headers()["www-authenticate"].to_str().expect("ascii").contains("invalid_token"));
+    assert!(denied.headers()["www-authenticate"]
+        .to_str()
+        .expect("ascii")
+        .contains("invalid_token"));
     let (status, _) = refresh(&world, login["refresh_token"].as_str().expect("rt")).await;
     assert_eq!(status, 400);
     assert_eq!(world.upstream.count(), 0);
@@ -120,7 +152,12 @@ async fn logout_rejects_the_sessions_tokens_from_then_on() {
 #[tokio::test]
 async fn logout_needs_a_token() {
     let world = World::start().await;
-    let response = world.http.post(world.url("/auth/logout")).send().await.expect("request");
+    let response = world
+        .http
+        .post(world.url("/auth/logout"))
+        .send()
+        .await
+        .expect("request");
     assert_eq!(response.status(), 401);
     let body: Value = response.json().await.expect("json");
     assert_eq!(body["error"], "missing_token");
@@ -130,7 +167,9 @@ async fn logout_needs_a_token() {
 async fn the_session_endpoint_describes_the_session() {
     let world = World::start().await;
     let login = world.login("withunion-session").await;
-    let response = world.get_with_token("/auth/session", login["access_token"].as_str().expect("at")).await;
+    let response = world
+        .get_with_token("/auth/session", login["access_token"].as_str().expect("at"))
+        .await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.expect("json");
     assert_eq!(body["openid"], login["openid"]);
@@ -155,7 +194,12 @@ async fn tokens_from_wxgate_token_work_without_a_session() {
 #[tokio::test]
 async fn jwks_is_empty_for_hmac_only_setups() {
     let world = World::start().await;
-    let response = world.http.get(world.url("/.well-known/jwks.json")).send().await.expect("request");
+    let response = world
+        .http
+        .get(world.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .expect("request");
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.expect("json");
     assert_eq!(body, json!({ "keys": [] }));
@@ -170,7 +214,8 @@ fn forge(header: &Value, payload: &Value) -> String {
         URL_SAFE_NO_PAD.encode(payload.to_string())
     );
     let key = jsonwebtoken::EncodingKey::from_secret(support::JWT_SECRET.as_bytes());
-    let sig = jsonwebtoken::crypto::sign(input.as_bytes(), &key, jsonwebtoken::Algorithm::HS256).expect("sign");
+    let sig = jsonwebtoken::crypto::sign(input.as_bytes(), &key, jsonwebtoken::Algorithm::HS256)
+        .expect("sign");
     format!("{input}.{sig}")
 }
 
@@ -200,16 +245,52 @@ async fn a_protected_route_refuses_every_token_trick() {
     let cases: Vec<(&str, String)> = vec![
         ("alg none", none_token),
         ("stripped signature", format!("{signed}.")),
-        ("wrong typ", forge(&json!({"alg":"HS256","typ":"JWT","kid":"k1"}), &good_claims)),
-        ("jku", forge(&json!({"alg":"HS256","typ":"at+jwt","kid":"k1","jku":"http://127.0.0.1:1/k"}), &good_claims)),
-        ("crit", forge(&json!({"alg":"HS256","typ":"at+jwt","kid":"k1","crit":["exp"]}), &good_claims)),
-        ("kid traversal", forge(&json!({"alg":"HS256","typ":"at+jwt","kid":"../../dev/null"}), &good_claims)),
+        (
+            "wrong typ",
+            forge(&json!({"alg":"HS256","typ":"JWT","kid":"k1"}), &good_claims),
+        ),
+        (
+            "jku",
+            forge(
+                &json!({"alg":"HS256","typ":"at+jwt","kid":"k1","jku":"http://127.0.0.1:1/k"}),
+                &good_claims,
+            ),
+        ),
+        (
+            "crit",
+            forge(
+                &json!({"alg":"HS256","typ":"at+jwt","kid":"k1","crit":["exp"]}),
+                &good_claims,
+            ),
+        ),
+        (
+            "kid traversal",
+            forge(
+                &json!({"alg":"HS256","typ":"at+jwt","kid":"../../dev/null"}),
+                &good_claims,
+            ),
+        ),
         ("expired", forge(&header, &with("exp", json!(now - 3600)))),
-        ("issued in the future", forge(&header, &with("iat", json!(now + 3600)))),
-        ("not yet valid", forge(&header, &with("nbf", json!(now + 3600)))),
-        ("wrong issuer", forge(&header, &with("iss", json!("someone-else")))),
-        ("wrong audience", forge(&header, &with("aud", json!("other-app")))),
-        ("sub with CRLF", forge(&header, &with("sub", json!("o1\r\nX-Admin: yes")))),
+        (
+            "issued in the future",
+            forge(&header, &with("iat", json!(now + 3600))),
+        ),
+        (
+            "not yet valid",
+            forge(&header, &with("nbf", json!(now + 3600))),
+        ),
+        (
+            "wrong issuer",
+            forge(&header, &with("iss", json!("someone-else"))),
+        ),
+        (
+            "wrong audience",
+            forge(&header, &with("aud", json!("other-app"))),
+        ),
+        (
+            "sub with CRLF",
+            forge(&header, &with("sub", json!("o1\r\nX-Admin: yes"))),
+        ),
         ("no sub", forge(&header, &without("sub"))),
         ("no exp", forge(&header, &without("exp"))),
         ("no iat", forge(&header, &without("iat"))),
@@ -221,7 +302,13 @@ async fn a_protected_route_refuses_every_token_trick() {
         let response = world.get_with_token("/api/x", token).await;
         assert_eq!(response.status(), 401, "{name} was not refused");
         let body: Value = response.json().await.expect("json");
-        assert!(matches!(body["error"].as_str(), Some("invalid_token" | "token_expired")), "{name}: {body}");
+        assert!(
+            matches!(
+                body["error"].as_str(),
+                Some("invalid_token" | "token_expired")
+            ),
+            "{name}: {body}"
+        );
     }
     assert_eq!(world.upstream.count(), 0, "nothing reached the upstream");
     assert_eq!(world.get_with_token("/api/x", &good).await.status(), 200);
@@ -231,11 +318,23 @@ async fn a_protected_route_refuses_every_token_trick() {
 async fn duplicate_json_keys_make_a_token_invalid() {
     let world = World::start().await;
     let good = support::mint("oDup", 600);
-    let payload = String::from_utf8(URL_SAFE_NO_PAD.decode(good.split('.').nth(1).expect("p")).expect("b64")).expect("utf8");
+    let payload = String::from_utf8(
+        URL_SAFE_NO_PAD
+            .decode(good.split('.').nth(1).expect("p"))
+            .expect("b64"),
+    )
+    .expect("utf8");
     let doubled = payload.replacen("\"sub\":\"oDup\"", "\"sub\":\"oDup\",\"sub\":\"oAdmin\"", 1);
-    let input = format!("{}.{}", good.split('.').next().expect("h"), URL_SAFE_NO_PAD.encode(doubled));
+    let input = format!(
+        "{}.{}",
+        good.split('.').next().expect("h"),
+        URL_SAFE_NO_PAD.encode(doubled)
+    );
     let key = jsonwebtoken::EncodingKey::from_secret(support::JWT_SECRET.as_bytes());
-    let sig = jsonwebtoken::crypto::sign(input.as_bytes(), &key, jsonwebtoken::Algorithm::HS256).expect("sign");
-    let response = world.get_with_token("/api/x", &format!("{input}.{sig}")).await;
+    let sig = jsonwebtoken::crypto::sign(input.as_bytes(), &key, jsonwebtoken::Algorithm::HS256)
+        .expect("sign");
+    let response = world
+        .get_with_token("/api/x", &format!("{input}.{sig}"))
+        .await;
     assert_eq!(response.status(), 401);
 }

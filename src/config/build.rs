@@ -187,24 +187,14 @@ impl Builder<'_> {
     }
 
     fn tls(&mut self, s: &ServerSection) -> Option<Option<TlsSettings>> {
-        match (&s.tls_listen, &s.tls_cert_file, &s.tls_key_file) {
-            (None, None, None) => Some(None),
-            (Some(listen), Some(cert), Some(key)) => {
-                let listen = self.socket("server.tls_listen", listen)?;
-                Some(Some(TlsSettings {
-                    listen,
-                    cert_file: self.base.join(cert),
-                    key_file: self.base.join(key),
-                }))
-            }
-            _ => {
-                self.problem(
-                    "server.tls_listen",
-                    "tls_listen, tls_cert_file and tls_key_file must be set together",
-                );
-                None
-            }
+        if s.tls_listen.is_none() && s.tls_cert_file.is_none() && s.tls_key_file.is_none() {
+            return Some(None);
         }
+        self.problem(
+            "server.tls_listen",
+            "TLS is not available in this version; terminate TLS in front of wxgate",
+        );
+        None
     }
 
     fn log(&mut self, format: &str, openid: bool) -> Option<LogSettings> {
@@ -275,6 +265,12 @@ impl Builder<'_> {
                 });
             }
         }
+        if w.relay.enabled {
+            self.problem(
+                "wechat.relay.enabled",
+                "the WeChat API relay is not available in this version",
+            );
+        }
         for (i, allowed) in w.relay.allow.iter().enumerate() {
             if !allowed.starts_with('/') || crate::path::canonicalize(allowed).is_err() {
                 self.problem(
@@ -333,24 +329,21 @@ impl Builder<'_> {
         let keys = self.keys(a);
         let on_login = match &a.on_login {
             None => Some(None),
-            Some(hook) => {
-                let url_ok = url::Url::parse(&hook.url)
-                    .is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
-                if !url_ok {
-                    self.problem(
-                        "auth.on_login.url",
-                        format!("`{}` is not an http(s) URL", hook.url),
-                    );
-                }
-                let timeout = self.duration("auth.on_login.timeout", &hook.timeout);
-                timeout.filter(|_| url_ok).map(|timeout| {
-                    Some(LoginHook {
-                        url: hook.url.clone(),
-                        timeout,
-                    })
-                })
+            // Accepting a hook that is never called would let through logins it should deny.
+            Some(_) => {
+                self.problem(
+                    "auth.on_login",
+                    "the login hook is not available in this version",
+                );
+                None::<Option<LoginHook>>
             }
         };
+        if !a.claim_headers.is_empty() {
+            self.problem(
+                "auth.claim_headers",
+                "claim headers need the login hook, which is not available in this version",
+            );
+        }
         let mut claim_headers = Vec::new();
         for (claim, header) in &a.claim_headers {
             let path = format!("auth.claim_headers.{claim}");
