@@ -19,14 +19,12 @@ async fn shutdown_lets_in_flight_requests_finish_and_refuses_new_ones() {
     let slow = world.get_with_token("/api/slow", &token);
     let stop = async {
         world.upstream.wait_for(1).await;
-        world.gateway.begin_shutdown()
+        let task = world.gateway.begin_shutdown();
+        tokio::time::timeout(Duration::from_secs(10), task).await
     };
-    let (response, task) = tokio::join!(slow, stop);
+    let (response, drained) = tokio::join!(slow, stop);
     assert_eq!(response.status(), 200, "the in-flight request completed");
-    tokio::time::timeout(Duration::from_secs(10), task)
-        .await
-        .expect("drained")
-        .expect("task");
+    drained.expect("drained in time").expect("task");
     let refused = support::client().get(world.url("/public/x")).send().await;
     assert!(refused.is_err(), "no new connections after shutdown");
 }
