@@ -140,11 +140,12 @@ async fn serve(
         path_and_query.push_str(query);
     }
     let (mut parts, body) = request.into_parts();
+    let original_host = original_host(&parts);
     let hop = Hop {
         client,
         peer: conn.peer.ip(),
         proto: if conn.tls { "https" } else { "http" },
-        host: host.as_deref(),
+        host: original_host.as_deref(),
         request_id,
     };
     forward::prepare_headers(
@@ -245,6 +246,18 @@ fn request_host(request: &Request<Incoming>) -> Option<String> {
         }
     };
     Some(raw.to_ascii_lowercase())
+}
+
+/// The host as the client wrote it (with any port), for `X-Forwarded-Host`.
+fn original_host(parts: &http::request::Parts) -> Option<String> {
+    match parts.uri.authority() {
+        // Never the userinfo an absolute-form target may carry.
+        Some(authority) => Some(match authority.port() {
+            Some(port) => format!("{}:{port}", authority.host()),
+            None => authority.host().to_string(),
+        }),
+        None => parts.headers.get(HOST)?.to_str().ok().map(str::to_string),
+    }
 }
 
 /// Applies the route's auth mode; returns the identity and the header its token came in.
