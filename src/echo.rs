@@ -35,16 +35,19 @@ pub async fn serve(listener: TcpListener, shutdown: impl Future<Output = ()>) {
 }
 
 fn echo(request: Request<Incoming>) -> Response<ResBody> {
-    let headers: Vec<(String, String)> = request
-        .headers()
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
+    let mut headers = serde_json::Map::new();
+    for (name, value) in request.headers() {
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        match headers.get_mut(name.as_str()) {
+            Some(serde_json::Value::String(existing)) => {
+                existing.push_str(", ");
+                existing.push_str(&value);
+            }
+            _ => {
+                headers.insert(name.to_string(), value.into());
+            }
+        }
+    }
     let answer = json!({
         "upstream": "echo",
         "method": request.method().as_str(),

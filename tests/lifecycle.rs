@@ -177,14 +177,16 @@ async fn the_binary_serves_stops_on_sigterm_and_never_logs_secrets() {
     let upstream = support::Upstream::start().await;
     let config = support::ConfigBuilder::new(&wechat.base(), &upstream.base()).text();
     let path = write_config(&config);
-    let mut child = Command::new(BIN)
-        .args(["run", "-c", path.to_str().expect("utf8")])
-        .env("RUST_LOG", "debug")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn wxgate");
-    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut guard = support::ChildGuard(
+        Command::new(BIN)
+            .args(["run", "-c", path.to_str().expect("utf8")])
+            .env("RUST_LOG", "debug")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn wxgate"),
+    );
+    let mut stderr = BufReader::new(guard.0.stderr.take().expect("stderr"));
     let mut early = String::new();
     let addr = loop {
         let mut line = String::new();
@@ -259,11 +261,11 @@ async fn the_binary_serves_stops_on_sigterm_and_never_logs_secrets() {
         .expect("api");
     assert_eq!(bad.status(), 401);
     let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &guard.0.id().to_string()])
         .status()
         .expect("kill");
     assert!(status.success());
-    let exit = tokio::task::spawn_blocking(move || child.wait())
+    let exit = tokio::task::spawn_blocking(move || guard.0.wait())
         .await
         .expect("join")
         .expect("wait");

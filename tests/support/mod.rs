@@ -324,3 +324,13 @@ pub fn mint(openid: &str, ttl_secs: i64) -> String {
     .expect("key");
     wxgate::tokens::mint(&wxgate::tokens::KeySet::new(vec![key]), &claims).expect("mint")
 }
+
+/// A child process that is killed when the guard drops, so a failing test leaks nothing.
+pub struct ChildGuard(pub std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
