@@ -54,10 +54,15 @@ pub async fn run(listeners: Listeners, gateway: Arc<Gateway>, shutdown: impl Fut
         }
     };
     tokio::pin!(shutdown);
-    let admin_listener = listeners.admin;
+    let admin_loop = async {
+        match listeners.admin {
+            Some(listener) => accept_loop(listener, &builder, &graceful, admin).await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         _ = accept_loop(listeners.public, &builder, &graceful, public) => {}
-        _ = accept_optional(admin_listener, &builder, &graceful, admin) => {}
+        _ = admin_loop => {}
         _ = &mut shutdown => {}
     }
     tracing::info!(
@@ -92,22 +97,6 @@ fn connection_builder(limits: &ServerSettings) -> auto::Builder<TokioExecutor> {
         .keep_alive_interval(Duration::from_secs(30))
         .keep_alive_timeout(Duration::from_secs(20));
     builder
-}
-
-async fn accept_optional<M, S, F>(
-    listener: Option<TcpListener>,
-    builder: &auto::Builder<TokioExecutor>,
-    graceful: &GracefulShutdown,
-    make: M,
-) where
-    M: Fn(SocketAddr) -> S,
-    S: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
-    F: Future<Output = Result<Response<ResBody>, Infallible>> + Send + 'static,
-{
-    match listener {
-        Some(listener) => accept_loop(listener, builder, graceful, make).await,
-        None => std::future::pending().await,
-    }
 }
 
 async fn accept_loop<M, S, F>(
