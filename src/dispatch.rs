@@ -132,7 +132,7 @@ async fn serve(
     if content_length(request.headers()).is_some_and(|n| n > route.max_body_bytes) {
         return Err(GatewayError::PayloadTooLarge);
     }
-    let (identity, credential_header) = authenticate(gateway, runtime, route, request.headers())?;
+    let identity = authenticate(gateway, runtime, route, request.headers())?;
     trail.openid = identity.as_ref().map(|i| i.openid.clone());
     let mut path_and_query = route.upstream_path(&canonical).to_string();
     if let Some(query) = request.uri().query() {
@@ -148,13 +148,7 @@ async fn serve(
         host: original_host.as_deref(),
         request_id,
     };
-    forward::prepare_headers(
-        &mut parts,
-        &settings.auth,
-        identity.as_ref(),
-        credential_header.as_ref(),
-        &hop,
-    )?;
+    forward::prepare_headers(&mut parts, &settings.auth, identity.as_ref(), &hop)?;
     let body = GuardedBody::new(body, route.max_body_bytes, deadline);
     let upstream_request = Request::from_parts(parts, body);
     let (response, elapsed) = runtime
@@ -260,20 +254,20 @@ fn original_host(parts: &http::request::Parts) -> Option<String> {
     }
 }
 
-/// Applies the route's auth mode; returns the identity and the header its token came in.
+/// Applies the route's auth mode; returns the verified identity, if any.
 fn authenticate(
     gateway: &Gateway,
     runtime: &Runtime,
     route: &Route,
     headers: &HeaderMap,
-) -> Result<(Option<Identity>, Option<http::HeaderName>), GatewayError> {
+) -> Result<Option<Identity>, GatewayError> {
     if route.auth == AuthMode::None {
-        return Ok((None, None));
+        return Ok(None);
     }
     let auth = &runtime.settings.auth;
     let Some(credential) = authn::credential(headers, &auth.token_headers)? else {
         return match route.auth {
-            AuthMode::Optional => Ok((None, None)),
+            AuthMode::Optional => Ok(None),
             _ => Err(GatewayError::MissingToken),
         };
     };
@@ -287,7 +281,7 @@ fn authenticate(
         // Phone numbers arrive with `/auth/phone`; until then no session has one.
         return Err(GatewayError::PhoneRequired);
     }
-    Ok((Some(identity), Some(credential.header.clone())))
+    Ok(Some(identity))
 }
 
 fn new_request_id() -> HeaderValue {

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use http::header::{HeaderMap, HeaderName, HeaderValue, EXPECT, HOST};
+use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, EXPECT, HOST};
 use http::request::Parts;
 use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
@@ -148,14 +148,13 @@ pub fn prepare_headers(
     parts: &mut Parts,
     auth: &AuthSettings,
     identity: Option<&Identity>,
-    credential_header: Option<&HeaderName>,
     hop: &Hop<'_>,
 ) -> Result<(), GatewayError> {
     let h = &mut parts.headers;
     headers::remove_hop_by_hop(h);
     headers::strip_identity(h, &auth.identity.strip);
-    if let (Some(name), false) = (credential_header, auth.forward_token) {
-        h.remove(name);
+    if !auth.forward_token {
+        strip_credentials(h, &auth.token_headers);
     }
     // hyper answered any `Expect: 100-continue` already; upstream gets a plain request.
     h.remove(EXPECT);
@@ -165,6 +164,26 @@ pub fn prepare_headers(
     }
     parts.version = Version::HTTP_11;
     Ok(())
+}
+
+/// Removes gateway tokens on every route, whatever its auth mode (a token sent to a public
+/// route must not reach its upstream either). `Authorization` goes only when it carries a
+/// bearer token, so an upstream's own Basic credentials pass on public routes.
+fn strip_credentials(h: &mut HeaderMap, token_headers: &[HeaderName]) {
+    for name in token_headers {
+        if name != AUTHORIZATION {
+            h.remove(name);
+            continue;
+        }
+        let bearer = h.get_all(AUTHORIZATION).iter().any(|v| {
+            v.as_bytes()
+                .get(..7)
+                .is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"bearer "))
+        });
+        if bearer {
+            h.remove(AUTHORIZATION);
+        }
+    }
 }
 
 fn set_forwarded(h: &mut HeaderMap, hop: &Hop<'_>) {
