@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::header::{HeaderValue, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
-use http::{HeaderMap, Method, Request, Response, Version};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 
 use crate::authn::{self, Identity};
@@ -18,7 +18,7 @@ use crate::forward::{self, Hop};
 use crate::gateway::{Gateway, Runtime};
 use crate::routes::{AuthMode, Miss, Route};
 use crate::settings::ServerSettings;
-use crate::{headers, path, tokens};
+use crate::{headers, path, tokens, upgrade};
 
 /// What the server knows about the connection a request came on.
 #[derive(Debug, Clone, Copy)]
@@ -103,7 +103,7 @@ async fn serve(
     conn: Conn,
     client: ClientAddr,
     request_id: &HeaderValue,
-    request: Request<Incoming>,
+    mut request: Request<Incoming>,
     trail: &mut Trail,
 ) -> Result<Response<ResBody>, GatewayError> {
     let settings = &runtime.settings;
@@ -139,6 +139,8 @@ async fn serve(
         path_and_query.push('?');
         path_and_query.push_str(query);
     }
+    let websocket = route.websocket && upgrade::is_websocket(request.headers(), request.version());
+    let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut request));
     let (mut parts, body) = request.into_parts();
     let original_host = original_host(&parts);
     let hop = Hop {
@@ -149,13 +151,22 @@ async fn serve(
         request_id,
     };
     forward::prepare_headers(&mut parts, &settings.auth, identity.as_ref(), &hop)?;
+    if websocket {
+        upgrade::restore_headers(&mut parts.headers);
+    }
     let body = GuardedBody::new(body, route.max_body_bytes, deadline);
     let upstream_request = Request::from_parts(parts, body);
-    let (response, elapsed) = runtime
+    let (mut response, elapsed) = runtime
         .forwarder
         .send(route, upstream_request, &path_and_query)
         .await?;
     trail.upstream = Some(elapsed);
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        // Only an upgrade the client asked for, and wxgate let through, may switch protocols.
+        let client_upgrade = client_upgrade.ok_or(GatewayError::UpstreamUnavailable)?;
+        upgrade::tunnel(client_upgrade, hyper::upgrade::on(&mut response));
+        upgrade::restore_headers(response.headers_mut());
+    }
     Ok(response.map(http_body_util::Either::Right))
 }
 

@@ -11,6 +11,7 @@
 //! | find and verify the token, refuse revoked sessions | [`authn`], [`tokens`] |
 //! | strip hop-by-hop and identity headers, inject identity | [`headers`], [`forward`] |
 //! | send upstream over a pooled client, stream back | [`forward`], [`body`] |
+//! | tunnel WebSocket upgrades after the upstream's 101 | [`upgrade`] |
 //! | turn any failure into a JSON error response | [`error`] |
 //!
 //! The login side path: [`endpoints`] (login, refresh, logout, session, JWKS) uses the
@@ -44,6 +45,7 @@ pub mod server;
 pub mod settings;
 pub mod store;
 pub mod tokens;
+pub mod upgrade;
 pub mod wechat;
 
 pub use gateway::Gateway;

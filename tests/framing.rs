@@ -420,7 +420,6 @@ async fn websocket_upstream() -> (SocketAddr, Arc<Mutex<String>>) {
 }
 
 #[tokio::test]
-#[ignore = "BUG: WebSocket upgrades are never tunnelled: Upgrade is always stripped (SPEC: websocket = true)"]
 async fn an_authenticated_websocket_upgrade_is_tunnelled_after_the_upstreams_101() {
     let (addr, upstream_head) = websocket_upstream().await;
     let route = format!("[[routes]]\nprefix = \"/ws\"\nupstream = \"http://{addr}\"\n");

@@ -1,0 +1,116 @@
+//! WebSocket upgrades: authenticated like any request, forwarded with the upgrade headers
+//! restored, and tunnelled both ways only after the upstream answers 101.
+
+use std::time::Duration;
+
+use http::header::{HeaderMap, HeaderValue, CONNECTION, UPGRADE};
+use http::Version;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A tunnel with no traffic either way for this long is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// An HTTP/1.1 `Connection: upgrade` + `Upgrade: websocket` request. Any other protocol
+/// (`h2c` above all) is not an upgrade wxgate honours: its headers are simply dropped.
+pub fn is_websocket(headers: &HeaderMap, version: Version) -> bool {
+    let connection_upgrade = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    let mut protocols = headers.get_all(UPGRADE).iter();
+    let websocket = matches!(
+        (protocols.next(), protocols.next()),
+        (Some(p), None) if p.as_bytes().eq_ignore_ascii_case(b"websocket")
+    );
+    version == Version::HTTP_11 && connection_upgrade && websocket
+}
+
+/// Puts back the two hop-by-hop headers an upgrade needs, after hygiene removed them.
+pub fn restore_headers(headers: &mut HeaderMap) {
+    headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
+}
+
+/// Joins the client's and the upstream's upgraded connections once both are ready.
+pub fn tunnel(client: OnUpgrade, upstream: OnUpgrade) {
+    tokio::spawn(async move {
+        let (client, upstream) = match tokio::try_join!(client, upstream) {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::debug!(error = %e, "upgrade did not complete");
+                return;
+            }
+        };
+        pump(TokioIo::new(client), TokioIo::new(upstream), IDLE_TIMEOUT).await;
+    });
+}
+
+/// Copies both ways until either side closes or nothing moves for `idle`.
+async fn pump<A, B>(a: A, b: B, idle: Duration)
+where
+    A: tokio::io::AsyncRead + tokio::io::AsyncWrite,
+    B: tokio::io::AsyncRead + tokio::io::AsyncWrite,
+{
+    let (mut a_read, mut a_write) = tokio::io::split(a);
+    let (mut b_read, mut b_write) = tokio::io::split(b);
+    let (mut a_buf, mut b_buf) = (vec![0u8; 8192], vec![0u8; 8192]);
+    loop {
+        tokio::select! {
+            read = a_read.read(&mut a_buf) => match read {
+                Ok(n) if n > 0 => if b_write.write_all(&a_buf[..n]).await.is_err() { break },
+                _ => break,
+            },
+            read = b_read.read(&mut b_buf) => match read {
+                Ok(n) if n > 0 => if a_write.write_all(&b_buf[..n]).await.is_err() { break },
+                _ => break,
+            },
+            _ = tokio::time::sleep(idle) => break,
+        }
+    }
+    let _ = a_write.shutdown().await;
+    let _ = b_write.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                http::HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                HeaderValue::from_str(v).expect("value"),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn only_http_1_1_websocket_upgrades_count() {
+        let ws = headers(&[
+            ("connection", "keep-alive, Upgrade"),
+            ("upgrade", "WebSocket"),
+        ]);
+        assert!(is_websocket(&ws, Version::HTTP_11));
+        assert!(!is_websocket(&ws, Version::HTTP_10));
+        assert!(!is_websocket(
+            &headers(&[("connection", "upgrade"), ("upgrade", "h2c")]),
+            Version::HTTP_11
+        ));
+        assert!(!is_websocket(
+            &headers(&[("upgrade", "websocket")]),
+            Version::HTTP_11
+        ));
+        let two = headers(&[
+            ("connection", "upgrade"),
+            ("upgrade", "websocket"),
+            ("upgrade", "h2c"),
+        ]);
+        assert!(!is_websocket(&two, Version::HTTP_11));
+    }
+}
