@@ -46,6 +46,8 @@ pub enum GatewayError {
     PhoneRequired,
     #[error("invalid grant")]
     InvalidGrant,
+    #[error("user data could not be decrypted")]
+    DecryptFailed,
     #[error("rate limited")]
     RateLimited { retry_after_secs: u64 },
     // WeChat's answers about the login code.
@@ -87,8 +89,8 @@ impl GatewayError {
     pub fn status(&self) -> StatusCode {
         use GatewayError::*;
         match self {
-            InvalidRequest(_) | BadFraming(_) | InvalidPath(_) | InvalidGrant | InvalidCode
-            | CodeUsed => StatusCode::BAD_REQUEST,
+            InvalidRequest(_) | BadFraming(_) | InvalidPath(_) | InvalidGrant | DecryptFailed
+            | InvalidCode | CodeUsed => StatusCode::BAD_REQUEST,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UriTooLong => StatusCode::URI_TOO_LONG,
             HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -125,6 +127,7 @@ impl GatewayError {
             AppNotAllowed => "app_not_allowed",
             PhoneRequired => "phone_required",
             InvalidGrant => "invalid_grant",
+            DecryptFailed => "decrypt_failed",
             RateLimited { .. } => "rate_limited",
             InvalidCode => "invalid_code",
             CodeUsed => "code_used",
@@ -158,6 +161,7 @@ impl GatewayError {
             AppNotAllowed => "this mini-program may not use this route",
             PhoneRequired => "this route requires a shared phone number",
             InvalidGrant => "the refresh token is invalid, expired or already used",
+            DecryptFailed => "the user data could not be decrypted or verified",
             RateLimited { .. } => "too many requests; retry later",
             InvalidCode => "the login code is invalid or expired; call wx.login again",
             CodeUsed => "the login code was already used; call wx.login again",

@@ -14,8 +14,9 @@
 //! | tunnel WebSocket upgrades after the upstream's 101 | [`upgrade`] |
 //! | turn any failure into a JSON error response | [`error`] |
 //!
-//! The login side path: [`endpoints`] (login, refresh, logout, session, JWKS) uses the
-//! [`wechat`] client, the [`store`] of sessions and codes, and the [`ratelimit`] limiter.
+//! The login side path: [`endpoints`] (login, refresh, logout, session, decrypt, JWKS) uses the
+//! [`wechat`] client, the [`store`] of sessions and codes, the [`ratelimit`] limiter and
+//! [`userdata`] (WeChat's encrypted user data).
 //! Configuration is loaded by [`config`] into [`settings`]; [`gateway`] holds the state.
 //! [`admin`] serves health and metrics; [`mock_wechat`], [`echo`] and [`demo`] are the
 //! development tools behind `wxgate mock-wechat` and `wxgate demo`.
@@ -46,6 +47,7 @@ pub mod settings;
 pub mod store;
 pub mod tokens;
 pub mod upgrade;
+pub mod userdata;
 pub mod wechat;
 
 pub use gateway::Gateway;

@@ -1,6 +1,7 @@
 //! Gateway endpoints under `[auth] endpoint_prefix` and `/.well-known/jwks.json`; they take
 //! precedence over routes.
 
+mod decrypt;
 mod login;
 mod session;
 
@@ -29,6 +30,7 @@ pub enum Endpoint {
     Refresh,
     Logout,
     Session,
+    Decrypt,
     Jwks,
 }
 
@@ -43,6 +45,7 @@ impl Endpoint {
             "/refresh" => Some(Self::Refresh),
             "/logout" => Some(Self::Logout),
             "/session" => Some(Self::Session),
+            "/decrypt" => Some(Self::Decrypt),
             _ => None,
         }
     }
@@ -60,6 +63,7 @@ impl Endpoint {
             Self::Refresh => "refresh",
             Self::Logout => "logout",
             Self::Session => "session",
+            Self::Decrypt => "decrypt",
             Self::Jwks => "jwks",
         }
     }
@@ -88,6 +92,7 @@ pub async fn handle(
         Endpoint::Refresh => session::refresh(call, request).await,
         Endpoint::Logout => session::logout(call, request).await,
         Endpoint::Session => session::describe(call, request).await,
+        Endpoint::Decrypt => decrypt::decrypt(call, request).await,
         Endpoint::Jwks => Ok(json_response(StatusCode::OK, &json!({ "keys": [] }))),
     }
 }
@@ -107,6 +112,17 @@ async fn json_body(
             "the body must be a JSON object",
         )),
     }
+}
+
+/// The verified caller of an endpoint that needs a bearer token.
+fn bearer_identity(
+    call: &Call<'_>,
+    request: &Request<Incoming>,
+) -> Result<crate::authn::Identity, GatewayError> {
+    let auth = &call.runtime.settings.auth;
+    let credential = crate::authn::credential(request.headers(), &auth.token_headers)?
+        .ok_or(GatewayError::MissingToken)?;
+    crate::authn::verify(call.gateway, auth, credential.token)
 }
 
 /// Mints an access token for `session` and answers the login/refresh shape, `no-store`.

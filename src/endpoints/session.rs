@@ -4,8 +4,9 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::{json, Value};
 
-use super::{json_body, new_refresh_token, revocation_horizon, token_response, Call};
-use crate::authn::{self, Identity};
+use super::{
+    bearer_identity, json_body, new_refresh_token, revocation_horizon, token_response, Call,
+};
 use crate::body::{self, ResBody};
 use crate::error::{json_response, GatewayError};
 use crate::store::{digest, Rotation};
@@ -85,11 +86,4 @@ pub async fn describe(
         body["unionid"] = json!(unionid);
     }
     Ok(json_response(StatusCode::OK, &body))
-}
-
-fn bearer_identity(call: &Call<'_>, request: &Request<Incoming>) -> Result<Identity, GatewayError> {
-    let auth = &call.runtime.settings.auth;
-    let credential = authn::credential(request.headers(), &auth.token_headers)?
-        .ok_or(GatewayError::MissingToken)?;
-    authn::verify(call.gateway, auth, credential.token)
 }
