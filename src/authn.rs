@@ -96,18 +96,8 @@ pub fn verify(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
 
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(
-                HeaderName::from_bytes(k.as_bytes()).expect("name"),
-                HeaderValue::from_str(v).expect("value"),
-            );
-        }
-        h
-    }
+    use crate::headers::test_map as headers;
 
     fn names() -> Vec<HeaderName> {
         vec![AUTHORIZATION, HeaderName::from_static("x-token")]

@@ -304,16 +304,7 @@ fn new_request_id() -> HeaderValue {
 mod tests {
     use super::*;
 
-    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(
-                http::HeaderName::from_bytes(k.as_bytes()).expect("name"),
-                HeaderValue::from_str(v).expect("value"),
-            );
-        }
-        h
-    }
+    use crate::headers::test_map as map;
 
     #[test]
     fn only_a_single_plain_chunked_coding_is_accepted() {

@@ -4,7 +4,7 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::Value;
 
-use super::{bearer_identity, json_body, Call};
+use super::{bearer_session, json_body, Call};
 use crate::body::ResBody;
 use crate::error::{json_response, GatewayError};
 use crate::userdata::{self, Expect};
@@ -13,13 +13,7 @@ pub async fn decrypt(
     call: Call<'_>,
     request: Request<Incoming>,
 ) -> Result<Response<ResBody>, GatewayError> {
-    let identity = bearer_identity(&call, &request)?;
-    let session = call
-        .gateway
-        .store
-        .session(&identity.sid)
-        .await?
-        .ok_or(GatewayError::NoSession)?;
+    let session = bearer_session(&call, &request).await?;
     let body = json_body(&call, request).await?;
     let text = |name: &str| match body.get(name) {
         None | Some(Value::Null) => Ok(None),

@@ -125,6 +125,19 @@ fn bearer_identity(
     crate::authn::verify(call.gateway, auth, credential.token)
 }
 
+/// The caller's server-side session: it holds what tokens never carry (the `session_key`).
+async fn bearer_session(
+    call: &Call<'_>,
+    request: &Request<Incoming>,
+) -> Result<Session, GatewayError> {
+    let identity = bearer_identity(call, request)?;
+    call.gateway
+        .store
+        .session(&identity.sid)
+        .await?
+        .ok_or(GatewayError::NoSession)
+}
+
 /// Mints an access token for `session` and answers the login/refresh shape, `no-store`.
 fn token_response(
     runtime: &Runtime,

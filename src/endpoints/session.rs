@@ -5,7 +5,8 @@ use hyper::body::Incoming;
 use serde_json::{json, Value};
 
 use super::{
-    bearer_identity, json_body, new_refresh_token, revocation_horizon, token_response, Call,
+    bearer_identity, bearer_session, json_body, new_refresh_token, revocation_horizon,
+    token_response, Call,
 };
 use crate::body::{self, ResBody};
 use crate::error::{json_response, GatewayError};
@@ -69,13 +70,7 @@ pub async fn describe(
     call: Call<'_>,
     request: Request<Incoming>,
 ) -> Result<Response<ResBody>, GatewayError> {
-    let identity = bearer_identity(&call, &request)?;
-    let session = call
-        .gateway
-        .store
-        .session(&identity.sid)
-        .await?
-        .ok_or(GatewayError::NoSession)?;
+    let session = bearer_session(&call, &request).await?;
     let mut body = json!({
         "openid": session.openid,
         "appid": session.appid,
