@@ -301,3 +301,94 @@ async fn the_binary_serves_stops_on_sigterm_and_never_logs_secrets() {
         "misconfiguration is logged with its errcode:\n{logs}"
     );
 }
+
+/// Starts the real binary on `config`: the guard, the public address, and its stderr lines.
+fn spawn_binary(
+    config: &std::path::Path,
+) -> (
+    support::ChildGuard,
+    String,
+    std::sync::mpsc::Receiver<String>,
+) {
+    let mut guard = support::ChildGuard(
+        Command::new(BIN)
+            .args(["run", "-c", config.to_str().expect("utf8")])
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn wxgate"),
+    );
+    let stderr = BufReader::new(guard.0.stderr.take().expect("stderr"));
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let addr = wait_for_line(&lines, "listening")
+        .split("addr=")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .expect("addr")
+        .to_string();
+    (guard, addr, lines)
+}
+
+/// The next stderr line containing `needle` (10 s at most).
+fn wait_for_line(lines: &std::sync::mpsc::Receiver<String>, needle: &str) -> String {
+    loop {
+        match lines.recv_timeout(Duration::from_secs(10)) {
+            Ok(line) if line.contains(needle) => return line,
+            Ok(_) => continue,
+            Err(e) => panic!("no log line with `{needle}`: {e}"),
+        }
+    }
+}
+
+// Multi-threaded: waiting for the child's log lines blocks, and the fakes must keep serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_swaps_in_a_valid_config_and_keeps_the_old_one_when_invalid() {
+    let wechat = support::Wechat::start().await;
+    let upstream = support::Upstream::start().await;
+    let mut config = support::ConfigBuilder::new(&wechat.base(), &upstream.base());
+    let path = write_config(&config.text());
+    let (guard, addr, lines) = spawn_binary(&path);
+    let http = support::client();
+    let status = |p: &str| {
+        let request = http.get(format!("http://{addr}{p}")).send();
+        async move { request.await.expect("request").status().as_u16() }
+    };
+    assert_eq!(status("/extra/x").await, 404);
+    let hup = || {
+        let pid = guard.0.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .expect("kill")
+            .success());
+    };
+    config.routes.push_str(&format!(
+        "[[routes]]\nprefix = \"/extra\"\nupstream = \"{}\"\nauth = \"none\"\n",
+        upstream.base()
+    ));
+    std::fs::write(&path, config.text()).expect("rewrite config");
+    hup();
+    wait_for_line(&lines, "configuration reloaded");
+    assert_eq!(
+        status("/extra/x").await,
+        200,
+        "the new route serves after SIGHUP"
+    );
+    std::fs::write(&path, "this is [not valid toml").expect("break config");
+    hup();
+    let failure = wait_for_line(&lines, "reload failed");
+    assert!(failure.contains("TOML"), "{failure}");
+    assert_eq!(
+        status("/extra/x").await,
+        200,
+        "the running config survives a bad file"
+    );
+    assert_eq!(status("/public/x").await, 200);
+}
