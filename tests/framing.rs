@@ -82,24 +82,13 @@ impl Raw {
         };
         let head = String::from_utf8_lossy(&self.buf[..end]).into_owned();
         self.buf.drain(..end + 4);
-        let mut lines = head.split("\r\n");
-        let mut first = lines.next()?.split(' ');
-        let version = first.next()?.to_string();
-        let status = first.next()?.parse().ok()?;
-        let pairs = lines.filter_map(|l| l.split_once(':'));
-        let headers = pairs.map(|(k, v)| (k.into(), v.trim().into())).collect();
+        let parsed = support::Head::parse(&head)?;
+        let len = parsed.content_length();
         let reply = Reply {
-            status,
-            version,
-            headers,
+            status: parsed.status,
+            version: parsed.version,
+            headers: parsed.headers,
         };
-        assert!(
-            reply.header("transfer-encoding").is_none(),
-            "chunked: {head}"
-        );
-        let len = reply
-            .header("content-length")
-            .map_or(0, |v| v.parse().expect("length"));
         while self.buf.len() < len {
             if !self.fill().await {
                 return None;

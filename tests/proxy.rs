@@ -51,23 +51,14 @@ impl Reply {
 fn replies(mut text: &str) -> Vec<Reply> {
     let mut out = Vec::new();
     while let Some((head, rest)) = text.split_once("\r\n\r\n") {
-        let mut lines = head.split("\r\n");
-        let status = lines.next().and_then(|l| l.split(' ').nth(1)?.parse().ok());
-        let pairs = lines.filter_map(|l| l.split_once(':'));
-        let headers = pairs.map(|(k, v)| (k.into(), v.trim().into())).collect();
-        let status = status.unwrap_or(0);
+        let parsed = support::Head::parse(head);
+        let len = parsed.as_ref().map_or(0, support::Head::content_length);
+        let (status, headers) = parsed.map_or((0, Vec::new()), |h| (h.status, h.headers));
         let mut reply = Reply {
             status,
             headers,
             body: String::new(),
         };
-        assert!(
-            reply.header("transfer-encoding").is_none(),
-            "chunked: {head}"
-        );
-        let len = reply
-            .header("content-length")
-            .map_or(0, |v| v.parse().expect("length"));
         let (body, after) = rest.split_at(len.min(rest.len()));
         (reply.body, text) = (body.to_string(), after);
         out.push(reply);

@@ -334,3 +334,45 @@ impl Drop for ChildGuard {
         let _ = self.0.wait();
     }
 }
+
+/// A raw HTTP/1.1 response head: version, status and headers as sent.
+pub struct Head {
+    pub version: String,
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Head {
+    /// Parses the head (without the blank line); `None` when the status line is malformed.
+    pub fn parse(head: &str) -> Option<Self> {
+        let mut lines = head.split("\r\n");
+        let mut first = lines.next()?.split(' ');
+        let version = first.next()?.to_string();
+        let status = first.next()?.parse().ok()?;
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+            .collect();
+        Some(Self {
+            version,
+            status,
+            headers,
+        })
+    }
+
+    /// The body length this head announces; chunked answers are not expected from wxgate here.
+    pub fn content_length(&self) -> usize {
+        let value = |name: &str| {
+            self.headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        };
+        assert!(
+            value("transfer-encoding").is_none(),
+            "unexpected chunked answer: {:?}",
+            self.headers
+        );
+        value("content-length").map_or(0, |v| v.parse().expect("length"))
+    }
+}
