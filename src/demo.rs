@@ -74,7 +74,13 @@ async fn start() -> anyhow::Result<ExitCode> {
     let gateway = Gateway::new(settings)?;
     tokio::spawn(MockWechat::new(MockOptions::default()).serve(mock, std::future::pending()));
     tokio::spawn(crate::echo::serve(echo, std::future::pending()));
-    println!("{}", walkthrough(&format!("http://{gw_addr}"), admin_addr));
+    // One write, and no panic if nobody reads stdout any more: the gateway must keep running.
+    {
+        use std::io::Write;
+        let text = walkthrough(&format!("http://{gw_addr}"), admin_addr);
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+    }
     run_gateway(
         Listeners {
             public,

@@ -19,17 +19,26 @@ async fn the_demo_walkthrough_works() {
             .expect("spawn demo"),
     );
     let stdout = child.0.stdout.take().expect("stdout");
-    let gateway = tokio::task::spawn_blocking(move || {
-        let mut lines = BufReader::new(stdout).lines();
-        lines.find_map(|line| {
-            let line = line.ok()?;
-            let rest = line.trim().strip_prefix("gateway")?;
-            rest.split_whitespace().next().map(str::to_string)
-        })
-    })
-    .await
-    .expect("join")
-    .expect("the demo printed its gateway address");
+    // Read until the gateway line, then keep draining stdout so the demo never writes into
+    // a closed pipe.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let address = line
+                .trim()
+                .strip_prefix("gateway")
+                .and_then(|rest| rest.split_whitespace().next());
+            if let (false, Some(address)) = (sent, address) {
+                sent = tx.send(address.to_string()).is_ok();
+            }
+        }
+    });
+    let gateway =
+        tokio::task::spawn_blocking(move || rx.recv_timeout(std::time::Duration::from_secs(30)))
+            .await
+            .expect("join")
+            .expect("the demo printed its gateway address");
     let http = support::client();
     let login: Value = http
         .post(format!("{gateway}/auth/login"))
