@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::{self, duration};
-use crate::settings::Settings;
+use crate::settings::{Settings, StoreSettings};
 use crate::tokens::{self, Claims};
 
 /// Exit status for an invalid configuration (and other usage errors).
@@ -116,6 +116,19 @@ pub fn check(path: &Path) -> ExitCode {
 }
 
 /// The effective configuration, secrets redacted.
+/// A URL with its password masked (all of it masked when it does not parse).
+fn redacted_url(text: &str) -> String {
+    match url::Url::parse(text) {
+        Ok(mut url) => {
+            if url.password().is_some() {
+                let _ = url.set_password(Some("***"));
+            }
+            url.to_string()
+        }
+        Err(_) => "***".into(),
+    }
+}
+
 pub fn describe(s: &Settings) -> String {
     use std::fmt::Write;
     let mut out = String::new();
@@ -158,6 +171,18 @@ pub fn describe(s: &Settings) -> String {
         "endpoints     {}/{{login,refresh,logout,session}}",
         a.endpoint_prefix
     );
+    let _ = match &s.store {
+        StoreSettings::Memory => writeln!(out, "store         memory (this instance only)"),
+        StoreSettings::Redis(r) => writeln!(
+            out,
+            "store         redis url={} key_prefix={} pool_size={} timeout={} connect_timeout={}",
+            redacted_url(r.url.expose()),
+            r.key_prefix,
+            r.pool_size,
+            duration::display(r.timeout),
+            duration::display(r.connect_timeout)
+        ),
+    };
     let _ = writeln!(out, "routes");
     for r in s.routes.iter() {
         let targets: Vec<String> = r.upstreams.iter().map(ToString::to_string).collect();

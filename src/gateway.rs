@@ -7,7 +7,7 @@ use arc_swap::ArcSwap;
 use crate::forward::Forwarder;
 use crate::ratelimit::LoginLimiter;
 use crate::settings::Settings;
-use crate::store::MemoryStore;
+use crate::store::Store;
 use crate::wechat::WechatClient;
 
 /// Everything derived from one version of the configuration.
@@ -32,15 +32,16 @@ impl Runtime {
 
 pub struct Gateway {
     runtime: ArcSwap<Runtime>,
-    pub store: MemoryStore,
+    pub store: Store,
 }
 
 impl Gateway {
     pub fn new(settings: Settings) -> anyhow::Result<Arc<Self>> {
+        let store = Store::new(&settings.store)?;
         let runtime = Runtime::new(settings)?;
         Ok(Arc::new(Self {
             runtime: ArcSwap::from_pointee(runtime),
-            store: MemoryStore::new(),
+            store,
         }))
     }
 
@@ -65,6 +66,9 @@ impl Gateway {
             || settings.admin_listen != current.settings.admin_listen
         {
             tracing::warn!("listen addresses changed; they take effect only after a restart");
+        }
+        if settings.store != current.settings.store {
+            tracing::warn!("[store] changed; it takes effect only after a restart");
         }
         self.runtime
             .store(std::sync::Arc::new(Runtime::new(settings)?));

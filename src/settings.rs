@@ -105,8 +105,22 @@ pub struct IdentityHeaders {
     pub strip: Vec<String>,
 }
 
+#[derive(Debug, Clone, PartialEq)]
 pub enum StoreSettings {
     Memory,
+    Redis(RedisSettings),
+}
+
+/// `[store] backend = "redis"`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RedisSettings {
+    /// May carry a password, so it is never printed.
+    pub url: Secret,
+    pub key_prefix: String,
+    pub pool_size: usize,
+    /// Bound on every command (and on readiness pings).
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
 }
 
 impl WechatSettings {

@@ -236,6 +236,10 @@ pub struct StoreSection {
     #[serde(default = "default_backend")]
     pub backend: String,
     pub url: Option<String>,
+    pub key_prefix: Option<String>,
+    pub pool_size: Option<usize>,
+    pub timeout: Option<String>,
+    pub connect_timeout: Option<String>,
 }
 
 impl Default for StoreSection {
@@ -243,6 +247,10 @@ impl Default for StoreSection {
         Self {
             backend: default_backend(),
             url: None,
+            key_prefix: None,
+            pool_size: None,
+            timeout: None,
+            connect_timeout: None,
         }
     }
 }

@@ -86,3 +86,16 @@ fn secrets_never_appear_in_check_output() {
     );
     assert!(described.contains("/api"), "{described}");
 }
+
+#[test]
+fn the_redis_password_never_appears_in_check_output() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/config/valid/redis.toml");
+    let settings = load(&path).expect("valid");
+    let described = crate::cli::describe(&settings);
+    assert!(!described.contains("password"), "{described}");
+    assert!(
+        described.contains("redis://:***@127.0.0.1:6379/2"),
+        "{described}"
+    );
+    assert!(described.contains("key_prefix=shop:"), "{described}");
+}

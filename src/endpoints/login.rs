@@ -55,10 +55,7 @@ pub async fn login(
         expires_at: tokens::now_unix() + settings.auth.refresh_ttl.as_secs() as i64,
     };
     let (refresh_token, refresh_hash) = new_refresh_token();
-    call.gateway
-        .store
-        .create(session.clone(), refresh_hash)
-        .await?;
+    call.gateway.store.create(&session, refresh_hash).await?;
     tracing::info!(appid = %session.appid, "login succeeded");
     token_response(call.runtime, &session, &refresh_token)
 }

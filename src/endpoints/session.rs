@@ -44,7 +44,7 @@ pub async fn refresh(
         .await?;
     match rotation {
         Rotation::Rotated(session) => token_response(runtime, &session, &refresh_token),
-        Rotation::Reused => {
+        Rotation::Reused { .. } => {
             tracing::warn!("a spent refresh token was presented again; its session is revoked");
             Err(GatewayError::InvalidGrant)
         }

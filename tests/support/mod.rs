@@ -2,6 +2,7 @@
 //! recording upstream that keeps the exact bytes it received.
 #![allow(dead_code)]
 
+pub mod redis;
 pub mod upstream;
 
 use std::net::SocketAddr;
@@ -70,6 +71,8 @@ pub struct ConfigBuilder {
     pub server_extra: String,
     pub auth_extra: String,
     pub wechat_extra: String,
+    /// A whole `[store]` section (none: the memory store).
+    pub store: String,
     pub routes: String,
 }
 
@@ -97,6 +100,7 @@ auth = "required"
             server_extra: String::new(),
             auth_extra: String::new(),
             wechat_extra: String::new(),
+            store: String::new(),
             routes,
         }
     }
@@ -123,12 +127,14 @@ audience = "{AUDIENCE}"
 kid = "k1"
 alg = "HS256"
 secret = "{JWT_SECRET}"
+{store}
 {routes}
 "#,
             server_extra = self.server_extra,
             wechat = self.wechat_base,
             wechat_extra = self.wechat_extra,
             auth_extra = self.auth_extra,
+            store = self.store,
             routes = self.routes,
         )
     }

@@ -1,0 +1,178 @@
+//! The embedded backend: bounded moka caches whose entries expire with what they hold.
+//! State lives in this process only, so it suits one gateway instance.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use moka::sync::Cache;
+use moka::Expiry;
+
+use super::{until, Digest, Rotation, Session, SessionStore, StoreUnavailable, CODE_MEMORY};
+use crate::tokens::now_unix;
+
+const MAX_SESSIONS: u64 = 1_000_000;
+
+#[derive(Debug, Clone)]
+struct RefreshEntry {
+    sid: String,
+    spent: bool,
+    expires_at: i64,
+}
+
+pub struct MemoryStore {
+    codes: Cache<Digest, ()>,
+    sessions: Cache<String, Arc<Session>>,
+    refresh: Cache<Digest, RefreshEntry>,
+}
+
+/// Entries live until the Unix time they carry.
+struct UntilExpiry;
+
+impl Expiry<String, Arc<Session>> for UntilExpiry {
+    fn expire_after_create(&self, _: &String, v: &Arc<Session>, _: Instant) -> Option<Duration> {
+        until(v.expires_at)
+    }
+    fn expire_after_update(
+        &self,
+        _: &String,
+        v: &Arc<Session>,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        until(v.expires_at)
+    }
+}
+
+impl Expiry<Digest, RefreshEntry> for UntilExpiry {
+    fn expire_after_create(&self, _: &Digest, v: &RefreshEntry, _: Instant) -> Option<Duration> {
+        until(v.expires_at)
+    }
+    fn expire_after_update(
+        &self,
+        _: &Digest,
+        v: &RefreshEntry,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        until(v.expires_at)
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self {
+            codes: Cache::builder()
+                .max_capacity(MAX_SESSIONS)
+                .time_to_live(CODE_MEMORY)
+                .build(),
+            sessions: Cache::builder()
+                .max_capacity(MAX_SESSIONS)
+                .expire_after(UntilExpiry)
+                .build(),
+            refresh: Cache::builder()
+                .max_capacity(MAX_SESSIONS * 2)
+                .expire_after(UntilExpiry)
+                .build(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl SessionStore for MemoryStore {
+    async fn claim_code(&self, appid: &str, code: &str) -> Result<bool, StoreUnavailable> {
+        let key = super::digest(&[appid.as_bytes(), code.as_bytes()]);
+        Ok(self.codes.entry(key).or_insert(()).is_fresh())
+    }
+
+    async fn create(&self, session: &Session, refresh: Digest) -> Result<(), StoreUnavailable> {
+        self.refresh.insert(
+            refresh,
+            RefreshEntry {
+                sid: session.sid.clone(),
+                spent: false,
+                expires_at: session.expires_at,
+            },
+        );
+        self.sessions
+            .insert(session.sid.clone(), Arc::new(session.clone()));
+        Ok(())
+    }
+
+    async fn session(&self, sid: &str) -> Result<Option<Session>, StoreUnavailable> {
+        Ok(self.sessions.get(sid).map(|s| Session::clone(&s)))
+    }
+
+    async fn rotate(
+        &self,
+        old: Digest,
+        new: Digest,
+        expires_at: i64,
+        revoke_until: i64,
+    ) -> Result<Rotation, StoreUnavailable> {
+        let now = now_unix();
+        // What the old token was, decided atomically with spending it.
+        enum Found {
+            Live(String),
+            Spent(String),
+            Unknown,
+        }
+        let mut found = Found::Unknown;
+        self.refresh.entry(old).and_compute_with(|current| {
+            use moka::ops::compute::Op;
+            match current.map(|e| e.into_value()) {
+                Some(entry) if entry.spent => {
+                    found = Found::Spent(entry.sid);
+                    Op::Nop
+                }
+                Some(entry) if entry.expires_at > now => {
+                    found = Found::Live(entry.sid.clone());
+                    Op::Put(RefreshEntry {
+                        spent: true,
+                        ..entry
+                    })
+                }
+                _ => Op::Nop,
+            }
+        });
+        let sid = match found {
+            Found::Live(sid) => sid,
+            Found::Spent(sid) => {
+                self.revoke(&sid, revoke_until).await?;
+                return Ok(Rotation::Reused { sid });
+            }
+            Found::Unknown => return Ok(Rotation::Invalid),
+        };
+        let Some(session) = self.sessions.get(&sid) else {
+            return Ok(Rotation::Invalid);
+        };
+        let renewed = Session {
+            expires_at,
+            ..Session::clone(&session)
+        };
+        self.refresh.insert(
+            new,
+            RefreshEntry {
+                sid: sid.clone(),
+                spent: false,
+                expires_at,
+            },
+        );
+        self.sessions.insert(sid, Arc::new(renewed.clone()));
+        Ok(Rotation::Rotated(renewed))
+    }
+
+    async fn revoke(&self, sid: &str, _until: i64) -> Result<(), StoreUnavailable> {
+        self.sessions.invalidate(sid);
+        Ok(())
+    }
+
+    async fn ping(&self) -> bool {
+        true
+    }
+}

@@ -1,0 +1,274 @@
+//! Server-side state: sessions (with their `session_key`), hashed refresh tokens and their
+//! rotation, revoked sessions, and the single-use gate for login codes.
+//!
+//! Two backends stand behind [`SessionStore`]: the embedded [`MemoryStore`] (one instance)
+//! and [`RedisStore`] (several instances sharing one Redis). Whatever the backend, the
+//! revocation check made on every proxied request is a local lookup in [`Revocations`];
+//! the Redis backend keeps that local view current through pub/sub.
+
+mod memory;
+mod redis;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use moka::sync::Cache;
+use moka::Expiry;
+
+use crate::secret::Secret;
+use crate::settings::StoreSettings;
+use crate::tokens::now_unix;
+
+pub use memory::MemoryStore;
+pub use redis::RedisStore;
+
+/// How long a login code is remembered: WeChat codes live five minutes.
+pub const CODE_MEMORY: Duration = Duration::from_secs(300);
+const MAX_REVOKED: u64 = 1_000_000;
+
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub sid: String,
+    pub openid: String,
+    pub unionid: Option<String>,
+    pub appid: String,
+    pub session_key: Secret,
+    /// Unix seconds when the session ends unless refreshed.
+    pub expires_at: i64,
+}
+
+/// SHA-256 of a secret value; what the store keeps instead of codes and refresh tokens.
+pub type Digest = [u8; 32];
+
+pub fn digest(parts: &[&[u8]]) -> Digest {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    for part in parts {
+        ctx.update(&(part.len() as u64).to_be_bytes());
+        ctx.update(part);
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
+/// What presenting a refresh token did.
+#[derive(Debug)]
+pub enum Rotation {
+    /// The token was live: it is now spent and the session carries the new expiry.
+    Rotated(Session),
+    /// The token had been spent before: a replay, so the whole session (`sid`) is revoked.
+    Reused { sid: String },
+    /// Unknown, expired, or its session is gone.
+    Invalid,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the session store is unavailable")]
+pub struct StoreUnavailable;
+
+/// What a session backend must do. Every operation that changes shared state is atomic in
+/// the backend: two instances claiming one code or rotating one refresh token at the same
+/// moment get exactly one winner.
+#[async_trait::async_trait]
+pub trait SessionStore: Send + Sync {
+    /// Claims a login code for one exchange: true for the first caller only.
+    async fn claim_code(&self, appid: &str, code: &str) -> Result<bool, StoreUnavailable>;
+    /// Stores a new session with its first refresh token.
+    async fn create(&self, session: &Session, refresh: Digest) -> Result<(), StoreUnavailable>;
+    async fn session(&self, sid: &str) -> Result<Option<Session>, StoreUnavailable>;
+    /// Spends `old` and installs `new` in one atomic step; presenting a spent token again
+    /// revokes its session until `revoke_until`.
+    async fn rotate(
+        &self,
+        old: Digest,
+        new: Digest,
+        expires_at: i64,
+        revoke_until: i64,
+    ) -> Result<Rotation, StoreUnavailable>;
+    /// Ends a session everywhere: its refresh tokens stop at once, and its access tokens
+    /// are refused until `until` (when the last of them has expired anyway).
+    async fn revoke(&self, sid: &str, until: i64) -> Result<(), StoreUnavailable>;
+    /// Whether the backend answers.
+    async fn ping(&self) -> bool;
+}
+
+/// The local view of revoked sessions: `sid` → Unix time until which it stays revoked.
+#[derive(Clone)]
+pub struct Revocations(Cache<String, i64>);
+
+struct UntilExpiry;
+
+impl Expiry<String, i64> for UntilExpiry {
+    fn expire_after_create(&self, _: &String, v: &i64, _: Instant) -> Option<Duration> {
+        until(*v)
+    }
+    fn expire_after_update(
+        &self,
+        _: &String,
+        v: &i64,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        until(*v)
+    }
+}
+
+/// The time left until the Unix time `expires_at` (zero when it has passed).
+pub(crate) fn until(expires_at: i64) -> Option<Duration> {
+    Some(Duration::from_secs(
+        expires_at.saturating_sub(now_unix()).max(0) as u64,
+    ))
+}
+
+impl Default for Revocations {
+    fn default() -> Self {
+        Self(
+            Cache::builder()
+                .max_capacity(MAX_REVOKED)
+                .expire_after(UntilExpiry)
+                .build(),
+        )
+    }
+}
+
+impl Revocations {
+    pub fn insert(&self, sid: &str, until: i64) {
+        if until <= now_unix() {
+            return;
+        }
+        let later = self.0.get(sid).map_or(until, |known| known.max(until));
+        self.0.insert(sid.to_string(), later);
+    }
+
+    pub fn contains(&self, sid: &str) -> bool {
+        self.0.contains_key(sid)
+    }
+}
+
+/// The session store a gateway uses: a backend plus the local revocation view.
+pub struct Store {
+    backend: Arc<dyn SessionStore>,
+    revoked: Revocations,
+}
+
+impl Store {
+    /// Builds the configured backend. Connecting to Redis happens in the background, so a
+    /// gateway starts (and serves valid tokens) while Redis is still unreachable.
+    pub fn new(settings: &StoreSettings) -> anyhow::Result<Self> {
+        let revoked = Revocations::default();
+        let backend: Arc<dyn SessionStore> = match settings {
+            StoreSettings::Memory => Arc::new(MemoryStore::new()),
+            StoreSettings::Redis(redis) => Arc::new(RedisStore::new(redis, revoked.clone())?),
+        };
+        Ok(Self { backend, revoked })
+    }
+
+    pub fn memory() -> Self {
+        Self {
+            backend: Arc::new(MemoryStore::new()),
+            revoked: Revocations::default(),
+        }
+    }
+
+    pub async fn claim_code(&self, appid: &str, code: &str) -> Result<bool, StoreUnavailable> {
+        self.backend.claim_code(appid, code).await
+    }
+
+    pub async fn create(&self, session: &Session, refresh: Digest) -> Result<(), StoreUnavailable> {
+        self.backend.create(session, refresh).await
+    }
+
+    pub async fn session(&self, sid: &str) -> Result<Option<Session>, StoreUnavailable> {
+        if self.is_revoked(sid) {
+            return Ok(None);
+        }
+        self.backend.session(sid).await
+    }
+
+    pub async fn rotate(
+        &self,
+        old: Digest,
+        new: Digest,
+        expires_at: i64,
+        revoke_until: i64,
+    ) -> Result<Rotation, StoreUnavailable> {
+        let rotation = self
+            .backend
+            .rotate(old, new, expires_at, revoke_until)
+            .await?;
+        if let Rotation::Reused { sid } = &rotation {
+            self.revoked.insert(sid, revoke_until);
+        }
+        Ok(rotation)
+    }
+
+    pub async fn revoke(&self, sid: &str, until: i64) -> Result<(), StoreUnavailable> {
+        self.backend.revoke(sid, until).await?;
+        self.revoked.insert(sid, until);
+        Ok(())
+    }
+
+    /// Called for every authenticated request; a local lookup, never a round trip.
+    pub fn is_revoked(&self, sid: &str) -> bool {
+        self.revoked.contains(sid)
+    }
+
+    pub async fn ping(&self) -> bool {
+        self.backend.ping().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+
+    fn session(sid: &str) -> Session {
+        Session {
+            sid: sid.into(),
+            openid: "o1".into(),
+            unionid: None,
+            appid: "wx1".into(),
+            session_key: Secret::new("k"),
+            expires_at: now_unix() + 3600,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_code_is_claimed_once() {
+        let store = Store::memory();
+        assert!(store.claim_code("wx1", "c1").await.unwrap_or(false));
+        assert!(!store.claim_code("wx1", "c1").await.unwrap_or(true));
+        assert!(
+            store.claim_code("wx2", "c1").await.unwrap_or(false),
+            "codes are per app"
+        );
+    }
+
+    #[tokio::test]
+    async fn rotation_spends_the_old_token_and_replay_revokes_the_session() {
+        let store = Store::memory();
+        let (r1, r2, r3) = (digest(&[b"r1"]), digest(&[b"r2"]), digest(&[b"r3"]));
+        store.create(&session("s1"), r1).await.ok();
+        let exp = now_unix() + 7200;
+        assert!(
+            matches!(store.rotate(r1, r2, exp, exp).await, Ok(Rotation::Rotated(s)) if s.sid == "s1")
+        );
+        assert!(matches!(
+            store.rotate(r1, r3, exp, exp).await,
+            Ok(Rotation::Reused { .. })
+        ));
+        assert!(store.is_revoked("s1"));
+        assert!(matches!(
+            store.rotate(r2, r3, exp, exp).await,
+            Ok(Rotation::Invalid)
+        ));
+    }
+
+    #[tokio::test]
+    async fn unknown_refresh_tokens_are_invalid() {
+        let store = Store::memory();
+        let r = store.rotate(digest(&[b"x"]), digest(&[b"y"]), 0, 0).await;
+        assert!(matches!(r, Ok(Rotation::Invalid)));
+    }
+}
