@@ -1,11 +1,12 @@
 //! Authentication stage: find the one credential, verify it, refuse revoked sessions.
 
+use std::sync::Arc;
+
 use http::header::{HeaderMap, HeaderName, AUTHORIZATION};
 
 use crate::error::GatewayError;
-use crate::gateway::Gateway;
-use crate::settings::AuthSettings;
-use crate::tokens::{self, Policy, TokenError};
+use crate::gateway::{Gateway, Runtime};
+use crate::tokens::{Policy, TokenError};
 
 /// A verified caller: what may become identity headers upstream.
 #[derive(Debug, Clone)]
@@ -67,30 +68,28 @@ fn bearer(value: &str) -> Result<&str, GatewayError> {
     }
 }
 
-/// Verifies a token and checks its session was not revoked. No store round trip: access
-/// tokens are self-contained, and revocations are a local lookup.
+/// Verifies a token (through the runtime's verified-token cache) and checks its session
+/// was not revoked. No store round trip: access tokens are self-contained, and revocations
+/// are a local lookup, made on every call whether the cache hit or not.
 pub fn verify(
     gateway: &Gateway,
-    auth: &AuthSettings,
+    runtime: &Runtime,
     token: &str,
-) -> Result<Identity, GatewayError> {
+) -> Result<Arc<Identity>, GatewayError> {
+    let auth = &runtime.settings.auth;
     let policy = Policy {
         issuer: &auth.issuer,
         audience: &auth.audience,
         leeway_secs: auth.leeway.as_secs() as i64,
     };
-    let claims = tokens::verify(&auth.keys, &policy, token, tokens::now_unix())
+    let identity = runtime
+        .verified
+        .verify(&auth.keys, &policy, token)
         .map_err(GatewayError::InvalidToken)?;
-    if gateway.store.is_revoked(&claims.sid) {
+    if gateway.store.is_revoked(&identity.sid) {
         return Err(GatewayError::InvalidToken(TokenError::Revoked));
     }
-    Ok(Identity {
-        openid: claims.sub,
-        unionid: claims.unionid,
-        appid: claims.appid,
-        sid: claims.sid,
-        exp: claims.exp,
-    })
+    Ok(identity)
 }
 
 #[cfg(test)]

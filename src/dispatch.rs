@@ -150,7 +150,7 @@ async fn serve(
         host: original_host.as_deref(),
         request_id,
     };
-    forward::prepare_headers(&mut parts, &settings.auth, identity.as_ref(), &hop)?;
+    forward::prepare_headers(&mut parts, &settings.auth, identity.as_deref(), &hop)?;
     if websocket {
         upgrade::restore_headers(&mut parts.headers);
     }
@@ -271,7 +271,7 @@ fn authenticate(
     runtime: &Runtime,
     route: &Route,
     headers: &HeaderMap,
-) -> Result<Option<Identity>, GatewayError> {
+) -> Result<Option<Arc<Identity>>, GatewayError> {
     if route.auth == AuthMode::None {
         return Ok(None);
     }
@@ -282,7 +282,7 @@ fn authenticate(
             _ => Err(GatewayError::MissingToken),
         };
     };
-    let identity = authn::verify(gateway, auth, credential.token)?;
+    let identity = authn::verify(gateway, runtime, credential.token)?;
     if let Some(apps) = &route.apps {
         if !apps.contains(&identity.appid) {
             return Err(GatewayError::AppNotAllowed);

@@ -8,6 +8,7 @@ use crate::forward::Forwarder;
 use crate::ratelimit::LoginLimiter;
 use crate::settings::Settings;
 use crate::store::Store;
+use crate::verified::VerifiedTokens;
 use crate::wechat::WechatClient;
 
 /// Everything derived from one version of the configuration.
@@ -16,6 +17,8 @@ pub struct Runtime {
     pub forwarder: Forwarder,
     pub wechat: WechatClient,
     pub limiter: LoginLimiter,
+    /// Tokens verified under this configuration's keys.
+    pub verified: VerifiedTokens,
 }
 
 impl Runtime {
@@ -24,6 +27,7 @@ impl Runtime {
         Ok(Self {
             forwarder: Forwarder::new(&settings.routes),
             limiter: LoginLimiter::new(settings.auth.login_rate_limit),
+            verified: VerifiedTokens::new(),
             wechat,
             settings,
         })

@@ -48,6 +48,7 @@ pub mod store;
 pub mod tokens;
 pub mod upgrade;
 pub mod userdata;
+pub mod verified;
 pub mod wechat;
 
 pub use gateway::Gateway;

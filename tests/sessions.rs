@@ -338,3 +338,23 @@ async fn duplicate_json_keys_make_a_token_invalid() {
         .await;
     assert_eq!(response.status(), 401);
 }
+
+#[tokio::test]
+async fn a_token_verified_before_is_still_refused_after_logout() {
+    let world = World::start().await;
+    let login = world.login("cached1").await;
+    let access = login["access_token"].as_str().expect("at");
+    for _ in 0..3 {
+        assert_eq!(world.get_with_token("/api/x", access).await.status(), 200);
+    }
+    let response = world
+        .http
+        .post(world.url("/auth/logout"))
+        .bearer_auth(access)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 204);
+    assert_eq!(world.get_with_token("/api/x", access).await.status(), 401);
+    assert_eq!(world.upstream.count(), 3);
+}

@@ -118,11 +118,11 @@ async fn json_body(
 fn bearer_identity(
     call: &Call<'_>,
     request: &Request<Incoming>,
-) -> Result<crate::authn::Identity, GatewayError> {
+) -> Result<Arc<crate::authn::Identity>, GatewayError> {
     let auth = &call.runtime.settings.auth;
     let credential = crate::authn::credential(request.headers(), &auth.token_headers)?
         .ok_or(GatewayError::MissingToken)?;
-    crate::authn::verify(call.gateway, auth, credential.token)
+    crate::authn::verify(call.gateway, call.runtime, credential.token)
 }
 
 /// The caller's server-side session: it holds what tokens never carry (the `session_key`).

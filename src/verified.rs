@@ -1,0 +1,198 @@
+//! The verified-token cache: a token that passed every check maps to its identity until the
+//! token's own `exp`, so a client reusing one access token pays for the signature once.
+//!
+//! The key is the whole token, compared byte for byte, so two different tokens can never
+//! share an entry. The cache belongs to one configuration ([`crate::gateway::Runtime`]):
+//! a reload that removes a key starts from an empty cache. Revocation is not cached; the
+//! caller checks it on every request, hit or miss.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use moka::sync::Cache;
+use moka::Expiry;
+
+use crate::authn::Identity;
+use crate::tokens::{self, Policy, TokenError, MAX_TOKEN_BYTES};
+
+/// Bytes of tokens and identities kept at most (a weigher counts them).
+const CAPACITY_BYTES: u64 = 32 * 1024 * 1024;
+/// Roughly what an entry costs besides the token text.
+const ENTRY_OVERHEAD: u32 = 256;
+
+#[derive(Clone)]
+struct Entry {
+    identity: Arc<Identity>,
+}
+
+/// Entries expire with the token they stand for.
+struct UntilExp;
+
+impl Expiry<Arc<str>, Entry> for UntilExp {
+    fn expire_after_create(&self, _: &Arc<str>, v: &Entry, _: Instant) -> Option<Duration> {
+        let left = v.identity.exp.saturating_sub(tokens::now_unix());
+        Some(Duration::from_secs(left.max(0) as u64))
+    }
+}
+
+pub struct VerifiedTokens {
+    cache: Cache<Arc<str>, Entry>,
+}
+
+impl Default for VerifiedTokens {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl VerifiedTokens {
+    pub fn new() -> Self {
+        Self {
+            cache: Cache::builder()
+                .max_capacity(CAPACITY_BYTES)
+                .weigher(|token: &Arc<str>, _: &Entry| {
+                    (token.len() as u32).saturating_add(ENTRY_OVERHEAD)
+                })
+                .expire_after(UntilExp)
+                .build(),
+        }
+    }
+
+    /// The identity a token proves, from the cache or by full verification.
+    pub fn verify(
+        &self,
+        keys: &tokens::KeySet,
+        policy: &Policy<'_>,
+        token: &str,
+    ) -> Result<Arc<Identity>, TokenError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(TokenError::TooLarge);
+        }
+        let now = tokens::now_unix();
+        if let Some(entry) = self.cache.get(token) {
+            // moka may keep an entry a moment past its expiry; `exp` is the real bound.
+            if entry.identity.exp > now {
+                return Ok(entry.identity);
+            }
+        }
+        let claims = tokens::verify(keys, policy, token, now)?;
+        let identity = Arc::new(Identity {
+            openid: claims.sub,
+            unionid: claims.unionid,
+            appid: claims.appid,
+            sid: claims.sid,
+            exp: claims.exp,
+        });
+        if identity.exp > now {
+            self.cache.insert(
+                Arc::from(token),
+                Entry {
+                    identity: identity.clone(),
+                },
+            );
+        }
+        Ok(identity)
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> u64 {
+        self.cache.run_pending_tasks();
+        self.cache.entry_count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+    use crate::tokens::{Claims, Key, KeySet, Material};
+
+    const SECRET: &str = "verified-cache-test-secret-0123456789";
+
+    fn keys() -> KeySet {
+        let key = Key::new(
+            "k1".into(),
+            jsonwebtoken::Algorithm::HS256,
+            Material::Hmac(Secret::new(SECRET)),
+        )
+        .expect("key");
+        KeySet::new(vec![key])
+    }
+
+    fn policy() -> Policy<'static> {
+        Policy {
+            issuer: "wxgate",
+            audience: "aud",
+            leeway_secs: 0,
+        }
+    }
+
+    fn token(keys: &KeySet, sub: &str, exp_in: i64) -> String {
+        let now = tokens::now_unix();
+        let claims = Claims {
+            iss: "wxgate".into(),
+            aud: "aud".into(),
+            sub: sub.into(),
+            iat: now,
+            nbf: None,
+            exp: now + exp_in,
+            jti: tokens::random_id(8),
+            sid: "s1".into(),
+            appid: "wx1".into(),
+            unionid: None,
+        };
+        tokens::mint(keys, &claims).expect("mint")
+    }
+
+    #[test]
+    fn a_cached_token_gives_the_same_identity() {
+        let (keys, cache) = (keys(), VerifiedTokens::new());
+        let t = token(&keys, "o1", 60);
+        let first = cache.verify(&keys, &policy(), &t).map(|i| i.openid.clone());
+        let second = cache.verify(&keys, &policy(), &t).map(|i| i.openid.clone());
+        assert_eq!(first, Ok("o1".to_string()));
+        assert_eq!(second, first);
+        assert_eq!(cache.len(), 1);
+    }
+
+    #[test]
+    fn a_tampered_token_is_not_served_from_the_cache() {
+        let (keys, cache) = (keys(), VerifiedTokens::new());
+        let t = token(&keys, "o1", 60);
+        assert!(cache.verify(&keys, &policy(), &t).is_ok());
+        let mut tampered = t.clone();
+        tampered.push('A');
+        assert!(cache.verify(&keys, &policy(), &tampered).is_err());
+        let prefix = &t[..t.len() - 1];
+        assert!(cache.verify(&keys, &policy(), prefix).is_err());
+    }
+
+    #[test]
+    fn failures_and_expired_tokens_are_not_cached() {
+        let (keys, cache) = (keys(), VerifiedTokens::new());
+        let expired = token(&keys, "o1", -5);
+        assert_eq!(
+            cache.verify(&keys, &policy(), &expired).map(|_| ()),
+            Err(TokenError::Expired)
+        );
+        assert!(cache.verify(&keys, &policy(), "a.b.c").is_err());
+        assert_eq!(cache.len(), 0);
+    }
+
+    #[test]
+    fn a_token_for_another_key_set_is_still_checked() {
+        let cache = VerifiedTokens::new();
+        let signer = keys();
+        let t = token(&signer, "o1", 60);
+        assert!(cache.verify(&signer, &policy(), &t).is_ok());
+        // The cache belongs to one key set; a new configuration builds a new cache, and a
+        // fresh cache verifies against the keys it is given.
+        let other = KeySet::new(vec![Key::new(
+            "k1".into(),
+            jsonwebtoken::Algorithm::HS256,
+            Material::Hmac(Secret::new("another-secret-that-is-long-enough-000")),
+        )
+        .expect("key")]);
+        assert!(VerifiedTokens::new().verify(&other, &policy(), &t).is_err());
+    }
+}
