@@ -2,6 +2,7 @@
 //! recording upstream that keeps the exact bytes it received.
 #![allow(dead_code)]
 
+pub mod keys;
 pub mod upstream;
 
 use std::net::SocketAddr;
@@ -71,6 +72,8 @@ pub struct ConfigBuilder {
     pub auth_extra: String,
     pub wechat_extra: String,
     pub routes: String,
+    /// The `[[auth.keys]]` entries; by default one HS256 key `k1` with [`JWT_SECRET`].
+    pub keys: String,
 }
 
 impl ConfigBuilder {
@@ -98,6 +101,9 @@ auth = "required"
             auth_extra: String::new(),
             wechat_extra: String::new(),
             routes,
+            keys: format!(
+                "[[auth.keys]]\nkid = \"k1\"\nalg = \"HS256\"\nsecret = \"{JWT_SECRET}\"\n"
+            ),
         }
     }
 
@@ -119,16 +125,14 @@ secret = "{APP_SECRET}"
 [auth]
 audience = "{AUDIENCE}"
 {auth_extra}
-[[auth.keys]]
-kid = "k1"
-alg = "HS256"
-secret = "{JWT_SECRET}"
+{keys}
 {routes}
 "#,
             server_extra = self.server_extra,
             wechat = self.wechat_base,
             wechat_extra = self.wechat_extra,
             auth_extra = self.auth_extra,
+            keys = self.keys,
             routes = self.routes,
         )
     }
@@ -149,6 +153,11 @@ impl Gateway {
             Ok(s) => s,
             Err(e) => panic!("test config is invalid: {e}\n{config}"),
         };
+        Self::start_settings(settings).await
+    }
+
+    /// A gateway on already-loaded settings (`config::load` keeps the file for `reload()`).
+    pub async fn start_settings(settings: wxgate::settings::Settings) -> Self {
         let public = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
         let (addr, admin_addr) = (
