@@ -499,7 +499,7 @@ impl Builder<'_> {
         k: &KeySection,
     ) -> Option<(&'static str, Material)> {
         let has_secret = k.secret.is_some() || k.secret_file.is_some();
-        let name = tokens::alg_name(alg);
+        // Whether the material suits `alg` is the key's own check (`Key::new`).
         match (&k.private_key_file, &k.public_key_file) {
             (Some(_), Some(_)) => {
                 self.problem(
@@ -515,51 +515,29 @@ impl Builder<'_> {
                 );
                 None
             }
-            (None, None) if tokens::is_hmac(alg) => self
-                .secret(
-                    &format!("{path}.secret"),
-                    k.secret.as_deref(),
-                    k.secret_file.as_deref(),
-                )
-                .map(|secret| ("secret", Material::Hmac(secret))),
-            (None, None) if has_secret => {
-                self.problem(
-                    &format!("{path}.secret"),
-                    format!(
-                        "`{name}` keys take `private_key_file` (signs and verifies) or \
-                         `public_key_file` (verifies only), not a secret"
-                    ),
-                );
-                None
-            }
-            (None, None) => {
-                self.problem(
-                    path,
-                    format!("missing: set `private_key_file` or `public_key_file` for `{name}`"),
-                );
-                None
-            }
-            (Some(_), None) | (None, Some(_)) if tokens::is_hmac(alg) => {
-                let field = if k.private_key_file.is_some() {
-                    "private_key_file"
-                } else {
-                    "public_key_file"
-                };
-                self.problem(
-                    &format!("{path}.{field}"),
-                    format!(
-                        "`{name}` keys take `secret` or `secret_file`; \
-                         PEM key files need RS256, ES256 or EdDSA"
-                    ),
-                );
-                None
-            }
             (Some(file), None) => self
                 .read_file(&format!("{path}.private_key_file"), file)
                 .map(|pem| ("private_key_file", Material::PrivatePem(Secret::new(pem)))),
             (None, Some(file)) => self
                 .read_file(&format!("{path}.public_key_file"), file)
                 .map(|pem| ("public_key_file", Material::PublicPem(pem))),
+            (None, None) if has_secret || tokens::is_hmac(alg) => self
+                .secret(
+                    &format!("{path}.secret"),
+                    k.secret.as_deref(),
+                    k.secret_file.as_deref(),
+                )
+                .map(|secret| ("secret", Material::Hmac(secret))),
+            (None, None) => {
+                self.problem(
+                    path,
+                    format!(
+                        "missing: set `private_key_file` or `public_key_file` for `{}`",
+                        tokens::alg_name(alg)
+                    ),
+                );
+                None
+            }
         }
     }
 

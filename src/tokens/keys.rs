@@ -86,7 +86,8 @@ impl Key {
             Material::Hmac(secret) => Self::hmac(kid, alg, &secret)?,
             Material::PrivatePem(_) | Material::PublicPem(_) if is_hmac(alg) => {
                 return Err(format!(
-                    "`{}` keys take a secret, not a PEM key",
+                    "`{}` keys take `secret` or `secret_file`; \
+                     PEM key files need RS256, ES256 or EdDSA",
                     super::alg_name(alg)
                 ))
             }
@@ -106,7 +107,8 @@ impl Key {
     fn hmac(kid: String, alg: Algorithm, secret: &Secret) -> Result<Self, String> {
         if !is_hmac(alg) {
             return Err(format!(
-                "`{}` keys take `private_key_file` or `public_key_file`, not a secret",
+                "`{}` keys take `private_key_file` (signs and verifies) or \
+                 `public_key_file` (verifies only), not a secret",
                 super::alg_name(alg)
             ));
         }
