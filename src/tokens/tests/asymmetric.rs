@@ -300,3 +300,21 @@ fn keygen_writes_pem_in_64_column_lines() {
         assert_eq!(secret.len(), bytes);
     }
 }
+
+#[test]
+fn ecdsa_signatures_of_zeros_are_refused() {
+    // CVE-2022-21449 ("psychic signatures"): r = s = 0 verified everything in some JDKs.
+    let (ec, _) = pem_pair(Algorithm::ES256);
+    let keys = KeySet::new(vec![private_key("ec", Algorithm::ES256, &ec)]);
+    let token = mint(&keys, &claims()).expect("mint");
+    let (signed, _) = token.rsplit_once('.').expect("parts");
+    for zeros in [vec![0u8; 64], vec![0u8; 8], Vec::new()] {
+        let forged = format!("{signed}.{}", URL_SAFE_NO_PAD.encode(&zeros));
+        assert_eq!(
+            verify(&keys, &policy(), &forged, NOW),
+            Err(TokenError::BadSignature),
+            "{} zero bytes",
+            zeros.len()
+        );
+    }
+}
