@@ -28,14 +28,21 @@ fn claims() -> Claims {
 
 fn key_sets() -> Vec<(&'static str, KeySet)> {
     let hmac = |alg| {
-        KeySet::new(vec![Key::new(
-            "k1".into(),
-            alg,
-            Material::Hmac(Secret::new(SECRET)),
-        )
-        .expect("key")])
+        KeySet::new(vec![
+            Key::new("k1".into(), alg, Material::Hmac(Secret::new(SECRET))).expect("key")
+        ])
     };
-    vec![("HS256", hmac(Algorithm::HS256))]
+    let asymmetric = |alg| {
+        let generated = tokens::keygen::generate(alg).expect("keygen");
+        let material = Material::PrivatePem(generated.private);
+        KeySet::new(vec![Key::new("k1".into(), alg, material).expect("key")])
+    };
+    vec![
+        ("HS256", hmac(Algorithm::HS256)),
+        ("RS256", asymmetric(Algorithm::RS256)),
+        ("ES256", asymmetric(Algorithm::ES256)),
+        ("EdDSA", asymmetric(Algorithm::EdDSA)),
+    ]
 }
 
 fn verification(c: &mut Criterion) {

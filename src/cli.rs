@@ -60,11 +60,12 @@ pub enum Command {
         #[arg(long)]
         ttl: Option<String>,
     },
-    /// Print a new signing secret.
+    /// Print a new HMAC secret, or a PKCS#8 PEM private key (RS256, ES256, EdDSA).
     Keygen {
+        /// HS256, HS384, HS512, RS256, ES256 or EdDSA.
         #[arg(long, default_value = "HS256")]
         alg: String,
-        /// Also print the public key (asymmetric algorithms).
+        /// Also print the public key PEM (RS256, ES256, EdDSA), after the private key.
         #[arg(long)]
         public: bool,
     },
@@ -154,17 +155,7 @@ pub fn describe(s: &Settings) -> String {
         duration::display(a.leeway)
     );
     for (i, key) in a.keys.iter().enumerate() {
-        let role = if i == 0 {
-            "signs and verifies"
-        } else {
-            "verifies"
-        };
-        let _ = writeln!(
-            out,
-            "  key         kid={} alg={} secret=*** ({role})",
-            key.kid,
-            tokens::alg_name(key.alg)
-        );
+        let _ = writeln!(out, "  key         {}", describe_key(i, key));
     }
     let _ = writeln!(
         out,
@@ -208,6 +199,26 @@ pub fn describe(s: &Settings) -> String {
         let _ = writeln!(out, "{line}");
     }
     out
+}
+
+/// One key for `check`: what it is and what it does, never its material.
+fn describe_key(index: usize, key: &tokens::Key) -> String {
+    let role = match (index, key.is_published()) {
+        (0, false) => "signs and verifies",
+        (0, true) => "signs and verifies, in JWKS",
+        (_, false) => "verifies only",
+        (_, true) => "verifies only, in JWKS",
+    };
+    let material = match key.kind {
+        tokens::KeyKind::Secret => "secret=***".to_string(),
+        kind if key.can_sign() => format!("{kind} private key"),
+        kind => format!("{kind} public key"),
+    };
+    format!(
+        "kid={} alg={} {material} ({role})",
+        key.kid,
+        tokens::alg_name(key.alg)
+    )
 }
 
 pub fn token(
@@ -265,22 +276,33 @@ pub fn token(
     }
 }
 
-pub fn keygen(alg: &str, _public: bool) -> ExitCode {
-    match alg {
-        "HS256" | "HS384" | "HS512" => {
-            let bytes = match alg {
-                "HS256" => 32,
-                "HS384" => 48,
-                _ => 64,
-            };
-            println!("{}", tokens::random_id(bytes));
-            ExitCode::SUCCESS
+pub fn keygen(alg: &str, public: bool) -> ExitCode {
+    let parsed = match tokens::parse_alg(alg) {
+        Ok(alg) => alg,
+        Err(e) => {
+            eprintln!("wxgate keygen: {e}");
+            return ExitCode::from(EXIT_CONFIG);
         }
-        other => {
-            eprintln!("wxgate keygen: `{other}` is not supported by this version (use HS256, HS384 or HS512)");
-            ExitCode::from(EXIT_CONFIG)
+    };
+    let generated = match tokens::keygen::generate(parsed) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("wxgate keygen: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // The one place a key is meant to leave the process: stdout, for a file or a secret store.
+    match (&generated.public, public) {
+        (Some(public_pem), true) => print!("{}{public_pem}", generated.private.expose()),
+        (Some(_), false) => print!("{}", generated.private.expose()),
+        (None, show_public) => {
+            if show_public {
+                eprintln!("wxgate keygen: {alg} secrets have no public key; --public ignored");
+            }
+            println!("{}", generated.private.expose());
         }
     }
+    ExitCode::SUCCESS
 }
 
 /// Resolves on SIGTERM or SIGINT.

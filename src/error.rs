@@ -241,7 +241,8 @@ impl GatewayError {
     }
 }
 
-/// A JSON response with `Cache-Control: no-store`: nothing wxgate says is cacheable.
+/// A JSON response with `Cache-Control: no-store`: nothing wxgate says is cacheable (the
+/// JWKS, `endpoints/jwks.rs`, is the one exception).
 pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<ResBody> {
     let bytes = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
     let mut response = Response::new(body::full(Bytes::from(bytes)));

@@ -99,3 +99,114 @@ fn the_redis_password_never_appears_in_check_output() {
     );
     assert!(described.contains("key_prefix=shop:"), "{described}");
 }
+
+/// A config in a fresh temp folder whose `keys/` holds a new private key per `(file, alg)`.
+fn with_private_keys(
+    keys_toml: &str,
+    files: &[(&str, jsonwebtoken::Algorithm)],
+) -> (PathBuf, Vec<String>) {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("wxgate-config-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(dir.join("keys")).expect("temp dir");
+    let mut pems = Vec::new();
+    for (file, alg) in files {
+        let generated = crate::tokens::keygen::generate(*alg).expect("keygen");
+        let pem = generated.private.expose().to_string();
+        std::fs::write(dir.join("keys").join(file), &pem).expect("write key");
+        pems.push(pem);
+    }
+    let text = format!(
+        "[wechat]\napi_base = \"http://127.0.0.1:9100\"\n[[wechat.apps]]\nappid = \"wx0123456789abcdef\"\n\
+         secret = \"app-secret\"\n[auth]\naudience = \"test-app\"\n{keys_toml}"
+    );
+    let path = dir.join("gateway.toml");
+    std::fs::write(&path, text).expect("write config");
+    (path, pems)
+}
+
+fn key_body_lines(pems: &[String]) -> impl Iterator<Item = &str> {
+    pems.iter()
+        .flat_map(|p| p.lines())
+        .filter(|l| !l.starts_with("-----"))
+}
+
+#[test]
+fn private_key_files_are_relative_to_the_config_and_check_shows_no_material() {
+    use jsonwebtoken::Algorithm::{EdDSA, ES256, RS256};
+    let keys = r#"
+[[auth.keys]]
+kid = "ec1"
+alg = "ES256"
+private_key_file = "keys/ec.pem"
+[[auth.keys]]
+kid = "rsa1"
+alg = "RS256"
+private_key_file = "keys/rsa.pem"
+[[auth.keys]]
+kid = "ed1"
+alg = "EdDSA"
+private_key_file = "keys/ed.pem"
+[[auth.keys]]
+kid = "h1"
+alg = "HS256"
+secret = "0123456789abcdef0123456789abcdef"
+"#;
+    let files = [("ec.pem", ES256), ("rsa.pem", RS256), ("ed.pem", EdDSA)];
+    let (path, pems) = with_private_keys(keys, &files);
+    let settings = match load(&path) {
+        Ok(s) => s,
+        Err(e) => panic!("should be valid:\n{e}"),
+    };
+    let signing = settings.auth.keys.signing().expect("signing key");
+    assert_eq!(signing.kid, "ec1");
+    let described = crate::cli::describe(&settings);
+    for line in [
+        "kid=ec1 alg=ES256 EC P-256 private key (signs and verifies, in JWKS)",
+        "kid=rsa1 alg=RS256 RSA 2048-bit private key (verifies only, in JWKS)",
+        "kid=ed1 alg=EdDSA Ed25519 private key (verifies only, in JWKS)",
+        "kid=h1 alg=HS256 secret=*** (verifies only)",
+    ] {
+        assert!(described.contains(line), "lacks `{line}`:\n{described}");
+    }
+    for line in key_body_lines(&pems) {
+        assert!(!described.contains(line), "key material in:\n{described}");
+    }
+    remove_folder_of(&path);
+}
+
+#[test]
+fn a_private_key_of_the_wrong_type_is_named_by_its_file_key() {
+    use jsonwebtoken::Algorithm::{ES256, RS256};
+    let keys = r#"
+[[auth.keys]]
+kid = "ec1"
+alg = "ES256"
+private_key_file = "keys/rsa.pem"
+[[auth.keys]]
+kid = "rsa1"
+alg = "RS256"
+private_key_file = "keys/ec.pem"
+"#;
+    let (path, pems) = with_private_keys(keys, &[("rsa.pem", RS256), ("ec.pem", ES256)]);
+    let message = match load(&path) {
+        Ok(_) => panic!("should be invalid"),
+        Err(e) => e.to_string(),
+    };
+    for fragment in [
+        "auth.keys[0].private_key_file: `ES256` needs an EC key on the P-256 curve, but the file holds an RSA key",
+        "auth.keys[1].private_key_file: `RS256` needs an RSA key of 2048 to 8192 bits, but the file holds a P-256 EC key",
+    ] {
+        assert!(message.contains(fragment), "lacks `{fragment}`:\n{message}");
+    }
+    for line in key_body_lines(&pems) {
+        assert!(!message.contains(line), "key material in:\n{message}");
+    }
+    remove_folder_of(&path);
+}
+
+fn remove_folder_of(config: &Path) {
+    if let Some(dir) = config.parent() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -2,6 +2,7 @@
 //! precedence over routes.
 
 mod decrypt;
+mod jwks;
 mod login;
 mod session;
 
@@ -93,7 +94,7 @@ pub async fn handle(
         Endpoint::Logout => session::logout(call, request).await,
         Endpoint::Session => session::describe(call, request).await,
         Endpoint::Decrypt => decrypt::decrypt(call, request).await,
-        Endpoint::Jwks => Ok(json_response(StatusCode::OK, &json!({ "keys": [] }))),
+        Endpoint::Jwks => Ok(jwks::jwks(call.runtime)),
     }
 }
 

@@ -5,6 +5,8 @@
 //! algorithm, unknown header parameters (`jku`, `jwk`, `x5u`, `x5c`, `crit`...) are refused,
 //! base64url must be canonical and unpadded, and duplicate JSON keys make a token invalid.
 
+mod asymmetric;
+pub mod keygen;
 mod keys;
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -14,7 +16,7 @@ use base64::Engine;
 use jsonwebtoken::{Algorithm, Header};
 use serde::{Deserialize, Serialize};
 
-pub use keys::{parse_alg, Key, KeySet, Material, MIN_HMAC_SECRET_BYTES};
+pub use keys::{is_hmac, parse_alg, Key, KeyKind, KeySet, Material, MIN_HMAC_SECRET_BYTES};
 
 /// Tokens longer than this are refused before any decoding.
 pub const MAX_TOKEN_BYTES: usize = 4096;

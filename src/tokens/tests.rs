@@ -1,5 +1,8 @@
 use super::*;
 
+/// RS256, ES256 and EdDSA keys, algorithm confusion, the JWKS document and keygen output.
+mod asymmetric;
+
 const SECRET: &str = "0123456789abcdef0123456789abcdef";
 const NOW: i64 = 1_800_000_000;
 

@@ -2,6 +2,7 @@
 //! recording upstream that keeps the exact bytes it received.
 #![allow(dead_code)]
 
+pub mod keys;
 pub mod redis;
 pub mod upstream;
 
@@ -74,6 +75,8 @@ pub struct ConfigBuilder {
     /// A whole `[store]` section (none: the memory store).
     pub store: String,
     pub routes: String,
+    /// The `[[auth.keys]]` entries; by default one HS256 key `k1` with [`JWT_SECRET`].
+    pub keys: String,
 }
 
 impl ConfigBuilder {
@@ -102,6 +105,9 @@ auth = "required"
             wechat_extra: String::new(),
             store: String::new(),
             routes,
+            keys: format!(
+                "[[auth.keys]]\nkid = \"k1\"\nalg = \"HS256\"\nsecret = \"{JWT_SECRET}\"\n"
+            ),
         }
     }
 
@@ -123,10 +129,7 @@ secret = "{APP_SECRET}"
 [auth]
 audience = "{AUDIENCE}"
 {auth_extra}
-[[auth.keys]]
-kid = "k1"
-alg = "HS256"
-secret = "{JWT_SECRET}"
+{keys}
 {store}
 {routes}
 "#,
@@ -135,6 +138,7 @@ secret = "{JWT_SECRET}"
             wechat_extra = self.wechat_extra,
             auth_extra = self.auth_extra,
             store = self.store,
+            keys = self.keys,
             routes = self.routes,
         )
     }
@@ -155,6 +159,11 @@ impl Gateway {
             Ok(s) => s,
             Err(e) => panic!("test config is invalid: {e}\n{config}"),
         };
+        Self::start_settings(settings).await
+    }
+
+    /// A gateway on already-loaded settings (`config::load` keeps the file for `reload()`).
+    pub async fn start_settings(settings: wxgate::settings::Settings) -> Self {
         let public = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
         let (addr, admin_addr) = (
