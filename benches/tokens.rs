@@ -28,9 +28,12 @@ fn claims() -> Claims {
 
 fn key_sets() -> Vec<(&'static str, KeySet)> {
     let hmac = |alg| {
-        KeySet::new(vec![
-            Key::new("k1".into(), alg, Material::Hmac(Secret::new(SECRET))).expect("key")
-        ])
+        KeySet::new(vec![Key::new(
+            "k1".into(),
+            alg,
+            Material::Hmac(Secret::new(SECRET)),
+        )
+        .expect("key")])
     };
     let asymmetric = |alg| {
         let generated = tokens::keygen::generate(alg).expect("keygen");
