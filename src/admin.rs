@@ -1,4 +1,5 @@
-//! The admin listener: `/healthz`, `/readyz` and `/metrics`, never on the public port.
+//! The admin listener: `/healthz`, `/readyz`, `/metrics` and the WeChat API relay
+//! (`/wechat/...`), never on the public port.
 
 use http::header::{HeaderValue, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
@@ -10,6 +11,13 @@ use crate::error::{json_response, GatewayError};
 use crate::gateway::Gateway;
 
 pub async fn handle(gateway: &Gateway, request: Request<Incoming>) -> Response<ResBody> {
+    if request
+        .uri()
+        .path()
+        .starts_with(crate::wechat::relay::PREFIX)
+    {
+        return crate::wechat::relay::handle(gateway, request).await;
+    }
     if !matches!(*request.method(), Method::GET | Method::HEAD) {
         return GatewayError::MethodNotAllowed(vec![Method::GET]).into_response();
     }

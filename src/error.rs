@@ -13,7 +13,7 @@ use crate::tokens::TokenError;
 
 /// Everything that can end a request early. Variants name what happened; the client sees
 /// only the fixed code and text of [`GatewayError::into_response`], never inner details.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum GatewayError {
     // The client's mistakes.
     #[error("invalid request: {0}")]
@@ -64,6 +64,10 @@ pub enum GatewayError {
     WechatUnavailable(&'static str),
     #[error("WeChat timed out")]
     WechatTimeout,
+    #[error("WeChat daily quota exhausted")]
+    WechatQuota,
+    #[error("the session_key is no longer valid at WeChat")]
+    SessionKeyExpired,
     #[error("WeChat rejected our credentials (errcode {0})")]
     ServerMisconfigured(i64),
     #[error("session store unavailable")]
@@ -97,10 +101,12 @@ impl GatewayError {
             RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             NoRoute => StatusCode::NOT_FOUND,
-            MissingToken | InvalidToken(_) | NoSession => StatusCode::UNAUTHORIZED,
+            MissingToken | InvalidToken(_) | NoSession | SessionKeyExpired => {
+                StatusCode::UNAUTHORIZED
+            }
             AppNotAllowed | PhoneRequired | CodeBlocked => StatusCode::FORBIDDEN,
             RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            WechatBusy | StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            WechatBusy | WechatQuota | StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             WechatUnavailable(_) | ServerMisconfigured(_) | UpstreamUnavailable => {
                 StatusCode::BAD_GATEWAY
             }
@@ -135,6 +141,8 @@ impl GatewayError {
             WechatBusy => "wechat_busy",
             WechatUnavailable(_) => "wechat_unavailable",
             WechatTimeout => "wechat_timeout",
+            WechatQuota => "wechat_quota_exceeded",
+            SessionKeyExpired => "session_key_expired",
             ServerMisconfigured(_) => "server_misconfigured",
             StoreUnavailable => "store_unavailable",
             UpstreamUnavailable => "upstream_unavailable",
@@ -169,6 +177,8 @@ impl GatewayError {
             WechatBusy => "WeChat is busy; retry later",
             WechatUnavailable(_) => "WeChat could not be reached or answered badly",
             WechatTimeout => "WeChat did not answer in time",
+            WechatQuota => "the mini-program's daily WeChat API quota is exhausted",
+            SessionKeyExpired => "the WeChat session expired; call wx.login and log in again",
             ServerMisconfigured(_) => "the gateway's WeChat credentials were rejected",
             StoreUnavailable => "the session store is unavailable; retry later",
             UpstreamUnavailable => "the upstream service is unavailable",
@@ -182,7 +192,7 @@ impl GatewayError {
         match self {
             WechatBusy | WechatUnavailable(_) | WechatTimeout | StoreUnavailable
             | UpstreamUnavailable | UpstreamTimeout => Blame::Dependency,
-            ServerMisconfigured(_) | Internal(_) => Blame::Gateway,
+            ServerMisconfigured(_) | WechatQuota | Internal(_) => Blame::Gateway,
             _ => Blame::Client,
         }
     }
@@ -225,6 +235,9 @@ impl GatewayError {
             }
             GatewayError::WechatBusy | GatewayError::StoreUnavailable => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static("2"));
+            }
+            GatewayError::WechatQuota => {
+                headers.insert(RETRY_AFTER, HeaderValue::from_static("3600"));
             }
             GatewayError::MethodNotAllowed(allowed) => {
                 let list: Vec<&str> = allowed.iter().map(|m| m.as_str()).collect();

@@ -53,6 +53,8 @@ pub struct WechatSettings {
     pub timeout: Duration,
     pub apps: Vec<App>,
     pub relay: RelaySettings,
+    /// Ask `checksession` when a decrypt fails, to tell an expired `session_key` apart.
+    pub check_session_key: bool,
 }
 
 pub struct App {

@@ -20,6 +20,12 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Headers wxgate injects in the Cloud Run style; always stripped from clients.
 const CLOUDRUN_HEADERS: [&str; 4] = ["X-WX-OPENID", "X-WX-APPID", "X-WX-UNIONID", "X-WX-SOURCE"];
+/// WeChat APIs that take the app secret or hand out tokens: the relay never serves them.
+const RELAY_NEVER: [&str; 3] = [
+    "/cgi-bin/token",
+    "/cgi-bin/stable_token",
+    "/sns/jscode2session",
+];
 /// Names of registered JWT claims, which the login hook may not set.
 pub const REGISTERED_CLAIMS: [&str; 11] = [
     "iss", "sub", "aud", "exp", "nbf", "iat", "jti", "sid", "appid", "unionid", "ext",
@@ -267,17 +273,20 @@ impl Builder<'_> {
                 });
             }
         }
-        if w.relay.enabled {
-            self.problem(
-                "wechat.relay.enabled",
-                "the WeChat API relay is not available in this version",
-            );
-        }
         for (i, allowed) in w.relay.allow.iter().enumerate() {
-            if !allowed.starts_with('/') || crate::path::canonicalize(allowed).is_err() {
+            let path = format!("wechat.relay.allow[{i}]");
+            if !allowed.starts_with('/')
+                || allowed.contains('?')
+                || crate::path::canonicalize(allowed).is_err()
+            {
+                self.problem(&path, format!("`{allowed}` is not a clean absolute path"));
+            } else if RELAY_NEVER
+                .iter()
+                .any(|p| allowed.trim_end_matches('/') == *p)
+            {
                 self.problem(
-                    &format!("wechat.relay.allow[{i}]"),
-                    format!("`{allowed}` is not a clean absolute path"),
+                    &path,
+                    format!("`{allowed}` deals in secrets or tokens and is never relayed"),
                 );
             }
         }
@@ -289,6 +298,7 @@ impl Builder<'_> {
                 enabled: w.relay.enabled,
                 allow: w.relay.allow.clone(),
             },
+            check_session_key: w.check_session_key,
         })
     }
 

@@ -100,6 +100,8 @@ pub struct WechatSection {
     pub apps: Vec<AppSection>,
     #[serde(default)]
     pub relay: RelaySection,
+    #[serde(default = "default_true")]
+    pub check_session_key: bool,
 }
 
 fn default_api_base() -> String {

@@ -7,6 +7,7 @@ use serde_json::Value;
 use super::{bearer_session, json_body, Call};
 use crate::body::ResBody;
 use crate::error::{json_response, GatewayError};
+use crate::store::Session;
 use crate::userdata::{self, Expect};
 
 pub async fn decrypt(
@@ -28,16 +29,52 @@ pub async fn decrypt(
         ));
     };
     let key = session.session_key.expose();
-    match (text("rawData")?, text("signature")?) {
-        (None, None) => {}
-        (Some(raw), Some(signature)) if userdata::signature_matches(raw, key, signature) => {}
-        _ => return Err(GatewayError::DecryptFailed),
-    }
+    let signed = match (text("rawData")?, text("signature")?) {
+        (None, None) => true,
+        (Some(raw), Some(signature)) => userdata::signature_matches(raw, key, signature),
+        _ => false,
+    };
     let expect = Expect {
         appid: &session.appid,
         openid: &session.openid,
     };
-    let object =
-        userdata::decrypt(key, encrypted, iv, &expect).map_err(|_| GatewayError::DecryptFailed)?;
-    Ok(json_response(StatusCode::OK, &Value::Object(object)))
+    let opened = userdata::decrypt(key, encrypted, iv, &expect)
+        .ok()
+        .filter(|_| signed);
+    match opened {
+        Some(object) => Ok(json_response(StatusCode::OK, &Value::Object(object))),
+        None => Err(explain_failure(&call, &session).await),
+    }
+}
+
+/// Every failure is the same `decrypt_failed`, unless WeChat says the session's key is no
+/// longer valid (the user logged in elsewhere, or it expired): then the client must log in
+/// again. What WeChat is asked depends on the session only, never on the data sent, so the
+/// answer reveals nothing about why the data did not open.
+async fn explain_failure(call: &Call<'_>, session: &Session) -> GatewayError {
+    let wechat = &call.runtime.settings.wechat;
+    let Some(app) = wechat
+        .app(Some(&session.appid))
+        .filter(|_| wechat.check_session_key)
+    else {
+        return GatewayError::DecryptFailed;
+    };
+    let valid = call
+        .runtime
+        .wechat
+        .session_key_valid(
+            app,
+            &call.gateway.store,
+            &session.openid,
+            &session.session_key,
+        )
+        .await;
+    match valid {
+        Ok(false) => GatewayError::SessionKeyExpired,
+        Ok(true) => GatewayError::DecryptFailed,
+        Err(e) => {
+            tracing::info!(error = %e, "checksession failed; answering decrypt_failed");
+            GatewayError::DecryptFailed
+        }
+    }
 }

@@ -175,4 +175,16 @@ impl SessionStore for MemoryStore {
     async fn ping(&self) -> bool {
         true
     }
+
+    async fn shared_get(&self, _: &str) -> Result<Option<(String, i64)>, StoreUnavailable> {
+        Ok(None)
+    }
+
+    async fn shared_put(&self, _: &str, _: &str, _: i64) -> Result<(), StoreUnavailable> {
+        Ok(())
+    }
+
+    async fn shared_forget(&self, _: &str, _: &str) -> Result<(), StoreUnavailable> {
+        Ok(())
+    }
 }

@@ -90,6 +90,18 @@ pub trait SessionStore: Send + Sync {
     async fn revoke(&self, sid: &str, until: i64) -> Result<(), StoreUnavailable>;
     /// Whether the backend answers.
     async fn ping(&self) -> bool;
+    /// A small value every instance shares (the managed `access_token`), with the Unix time
+    /// it expires. The embedded store has no other instance to share with: always `None`.
+    async fn shared_get(&self, key: &str) -> Result<Option<(String, i64)>, StoreUnavailable>;
+    async fn shared_put(
+        &self,
+        key: &str,
+        value: &str,
+        expires_at: i64,
+    ) -> Result<(), StoreUnavailable>;
+    /// Forgets the shared value only if it is still `value` (another instance may have
+    /// replaced it already).
+    async fn shared_forget(&self, key: &str, value: &str) -> Result<(), StoreUnavailable>;
 }
 
 /// The local view of revoked sessions: `sid` → Unix time until which it stays revoked.
@@ -215,6 +227,23 @@ impl Store {
 
     pub async fn ping(&self) -> bool {
         self.backend.ping().await
+    }
+
+    pub async fn shared_get(&self, key: &str) -> Result<Option<(String, i64)>, StoreUnavailable> {
+        self.backend.shared_get(key).await
+    }
+
+    pub async fn shared_put(
+        &self,
+        key: &str,
+        value: &str,
+        expires_at: i64,
+    ) -> Result<(), StoreUnavailable> {
+        self.backend.shared_put(key, value, expires_at).await
+    }
+
+    pub async fn shared_forget(&self, key: &str, value: &str) -> Result<(), StoreUnavailable> {
+        self.backend.shared_forget(key, value).await
     }
 }
 

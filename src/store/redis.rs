@@ -4,6 +4,8 @@
 //! - `code:{digest}`: the spent-code gate, `SET NX EX 300`;
 //! - `session:{sid}`: a hash with the session (`session_key` included), expiring with it;
 //! - `refresh:{digest}`: the session id of a live refresh token, or `!sid` once spent;
+//! - `shared:{name}`: values every instance shares, as `"{expires_at} {value}"` (the managed
+//!   `access_token` of each app);
 //! - `revoked`: a sorted set of revoked session ids scored by when they may be forgotten,
 //!   and a pub/sub channel of the same name announcing each revocation.
 //!
@@ -58,6 +60,18 @@ for _, v in ipairs(redis.call('HGETALL', session)) do out[#out + 1] = v end
 return out
 ";
 
+/// KEYS: shared value; ARGV: the value it must still hold.
+const FORGET_IF: &str = r"
+local current = redis.call('GET', KEYS[1])
+if not current then return 0 end
+local space = string.find(current, ' ', 1, true)
+if space and string.sub(current, space + 1) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+";
+
 /// KEYS: session, revoked; ARGV: sid, until, now, channel.
 const REVOKE: &str = r"
 redis.call('ZADD', KEYS[2], 'GT', ARGV[2], ARGV[1])
@@ -74,6 +88,7 @@ pub struct RedisStore {
     timeout: Duration,
     rotate: Script,
     revoke: Script,
+    forget_if: Script,
     /// Stops the revocation subscriber when the store goes away.
     _subscriber: AbortOnDrop,
 }
@@ -112,6 +127,7 @@ impl RedisStore {
             next: AtomicUsize::new(0),
             rotate: Script::new(ROTATE),
             revoke: Script::new(REVOKE),
+            forget_if: Script::new(FORGET_IF),
             timeout: settings.timeout,
             prefix,
             _subscriber: AbortOnDrop(tokio::spawn(subscriber.run())),
@@ -266,6 +282,45 @@ impl SessionStore for RedisStore {
         tokio::time::timeout(self.timeout, conn.ping::<String>())
             .await
             .is_ok_and(|r| r.is_ok())
+    }
+
+    async fn shared_get(&self, key: &str) -> Result<Option<(String, i64)>, StoreUnavailable> {
+        let mut conn = self.conn();
+        let stored: Option<String> = self
+            .bounded("shared_get", conn.get(self.key("shared", key)))
+            .await?;
+        Ok(stored.and_then(|text| {
+            let (expires_at, value) = text.split_once(' ')?;
+            Some((value.to_string(), expires_at.parse().ok()?))
+        }))
+    }
+
+    async fn shared_put(
+        &self,
+        key: &str,
+        value: &str,
+        expires_at: i64,
+    ) -> Result<(), StoreUnavailable> {
+        let mut conn = self.conn();
+        self.bounded(
+            "shared_put",
+            redis::cmd("SET")
+                .arg(self.key("shared", key))
+                .arg(format!("{expires_at} {value}"))
+                .arg("EXAT")
+                .arg(expires_at)
+                .query_async::<()>(&mut conn),
+        )
+        .await
+    }
+
+    async fn shared_forget(&self, key: &str, value: &str) -> Result<(), StoreUnavailable> {
+        let mut invocation = self.forget_if.prepare_invoke();
+        invocation.key(self.key("shared", key)).arg(value);
+        let mut conn = self.conn();
+        self.bounded("shared_forget", invocation.invoke_async::<i64>(&mut conn))
+            .await
+            .map(drop)
     }
 }
 

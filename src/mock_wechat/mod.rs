@@ -1,6 +1,6 @@
 //! A deterministic fake of WeChat's server API for tests, local development and `wxgate demo`.
 //!
-//! Behaviour follows `/work/shared/wechat-api.md`: errors are HTTP 200 JSON bodies with
+//! Behaviour follows WeChat's server API as it really behaves: errors are HTTP 200 JSON bodies with
 //! `errcode`/`errmsg` (errmsg carries a `rid: ...` trace id), codes are single use, and
 //! `stable_token` returns the same token per appid until it is force-refreshed. Magic code
 //! prefixes (`err<N>`, `slow`, `bad*`, `okstring`) let tests provoke every upstream behaviour the
@@ -27,6 +27,8 @@ use hyper_util::server::conn::auto;
 use serde_json::{json, Value};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
+
+mod userinfo;
 
 type Resp = Response<Full<Bytes>>;
 type Params = HashMap<String, String>;
@@ -87,6 +89,10 @@ struct State {
     tokens: HashMap<String, (String, Instant)>,
     /// appid -> the token normal-mode stable_token hands out.
     current_token: HashMap<String, String>,
+    /// When set, `stable_token` answers this errcode instead of a token.
+    token_error: Option<i64>,
+    /// The last body each token-authenticated API received.
+    last_bodies: HashMap<String, Bytes>,
 }
 
 impl MockWechat {
@@ -140,6 +146,29 @@ impl MockWechat {
         self.state().session_keys.get(openid).cloned()
     }
 
+    /// The last body a token-authenticated API (`subscribe/send`, `getwxacodeunlimit`) got.
+    pub fn last_body(&self, path: &str) -> Option<Bytes> {
+        self.state().last_bodies.get(path).cloned()
+    }
+
+    /// Makes every access_token issued so far invalid (as a force refresh elsewhere would):
+    /// using one answers 40001, and the next normal-mode `stable_token` issues a new one.
+    pub fn revoke_access_tokens(&self) {
+        let mut st = self.state();
+        st.tokens.clear();
+    }
+
+    /// Makes `stable_token` answer `errcode` (e.g. 45009, 45011, -1) until set to `None`.
+    pub fn fail_stable_token(&self, errcode: Option<i64>) {
+        self.state().token_error = errcode;
+    }
+
+    /// Ends `openid`'s session_key at WeChat (the user logged in elsewhere, or it expired):
+    /// `checksession` answers 87009 for it from now on.
+    pub fn expire_session_key(&self, openid: &str) {
+        self.state().session_keys.remove(openid);
+    }
+
     /// The openid the mock derives for (appid, code) — deterministic.
     pub fn openid_for(appid: &str, code: &str) -> String {
         format!("o{}", hash27(&format!("{appid}:{code}")))
@@ -177,6 +206,10 @@ impl MockWechat {
             "/cgi-bin/stable_token" => self.stable_token(req).await,
             "/wxa/business/getuserphonenumber" => self.phone_number(&query, req).await,
             "/wxa/checksession" => self.check_session(&query),
+            "/mock/userinfo" => self.user_info_answer(&query),
+            "/cgi-bin/message/subscribe/send" | "/wxa/getwxacodeunlimit" => {
+                self.token_api(&path, &query, req).await
+            }
             // WeChat answers unknown paths with HTTP 404.
             _ => json_resp(
                 StatusCode::NOT_FOUND,
@@ -286,7 +319,7 @@ impl MockWechat {
         if field("grant_type") != Some("client_credential") {
             return self.error(40002);
         }
-        if let Some(errcode) = self.check_app(appid, secret) {
+        if let Some(errcode) = self.check_app(appid, secret).or(self.state().token_error) {
             return self.error(errcode);
         }
         let force = body.get("force_refresh").and_then(Value::as_bool) == Some(true);
@@ -372,6 +405,30 @@ impl MockWechat {
             StatusCode::OK,
             &json!({"errcode": 0, "errmsg": "ok", "phone_info": info}),
         )
+    }
+
+    /// A token-authenticated API that a legacy service might call through the relay:
+    /// `subscribe/send` answers ok, `getwxacodeunlimit` answers a (fake) PNG image.
+    async fn token_api(&self, path: &str, q: &Params, req: Request<Incoming>) -> Resp {
+        if req.method() != Method::POST {
+            return self.error(43002);
+        }
+        if let Err(errcode) = self.token_appid(q) {
+            return self.error(errcode);
+        }
+        let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(_) => return self.error(47001),
+        };
+        self.state().last_bodies.insert(path.to_owned(), body);
+        if path == "/wxa/getwxacodeunlimit" {
+            return raw_resp(
+                StatusCode::OK,
+                "image/png",
+                &b"\x89PNG\r\n\x1a\nmock-qr-code"[..],
+            );
+        }
+        json_resp(StatusCode::OK, &json!({"errcode": 0, "errmsg": "ok"}))
     }
 
     /// `GET /wxa/checksession`: the signature must be made with the openid's *current* key.

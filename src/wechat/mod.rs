@@ -1,4 +1,5 @@
-//! The WeChat API client: `jscode2session`, with defensive parsing of whatever comes back.
+//! The WeChat API client: `jscode2session`, the managed `access_token` ([`token`]) and the
+//! calls made with it ([`calls`]), with defensive parsing of whatever comes back.
 //!
 //! WeChat reports errors inside HTTP 200 bodies, sometimes as `text/plain`, with `errcode`
 //! as a number or a string. The request URL carries the app secret, so no error built here
@@ -15,6 +16,13 @@ use crate::secret::Secret;
 use crate::settings::App;
 use crate::tokens::is_safe_id;
 
+mod calls;
+pub mod relay;
+mod token;
+
+pub use calls::PhoneInfo;
+pub use token::AccessTokens;
+
 /// WeChat answers are small; anything bigger is not a real answer.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
@@ -30,6 +38,8 @@ pub struct WechatClient {
     http: reqwest::Client,
     api_base: String,
     timeout: Duration,
+    /// One managed `access_token` per app.
+    pub tokens: AccessTokens,
 }
 
 impl WechatClient {
@@ -44,39 +54,31 @@ impl WechatClient {
             http,
             api_base: api_base.to_string(),
             timeout,
+            tokens: AccessTokens::default(),
         })
     }
 
     /// Exchanges a login code. Called at most once per code (the caller's gate ensures it)
     /// and never retried: WeChat may have spent the code even when the answer was lost.
     pub async fn jscode2session(&self, app: &App, code: &str) -> Result<WxSession, GatewayError> {
-        let mut url = url::Url::parse(&format!("{}/sns/jscode2session", self.api_base))
-            .map_err(|_| GatewayError::Internal("bad WeChat base URL"))?;
+        let mut url = self.url("/sns/jscode2session")?;
         url.query_pairs_mut()
             .append_pair("appid", &app.appid)
             .append_pair("secret", app.secret.expose())
             .append_pair("js_code", code)
             .append_pair("grant_type", "authorization_code");
-        let started = std::time::Instant::now();
-        let answer = tokio::time::timeout(self.timeout, self.get(url)).await;
-        let elapsed_ms = started.elapsed().as_millis() as u64;
-        let answer = match answer {
-            Ok(result) => result?,
-            Err(_) => {
-                tracing::warn!(
-                    api = "jscode2session",
-                    elapsed_ms,
-                    "WeChat did not answer in time"
-                );
-                return Err(GatewayError::WechatTimeout);
-            }
-        };
+        let answer = self.bounded("jscode2session", self.get(url)).await?;
         interpret_session(&answer, &app.appid)
     }
 
     async fn get(&self, url: url::Url) -> Result<Value, GatewayError> {
-        let response = self.http.get(url).send().await.map_err(|e| {
-            // `without_url` drops the URL, and with it the secret, from the error.
+        self.send(self.http.get(url)).await
+    }
+
+    /// Sends a request and reads its JSON answer. The URL may carry a secret or a token, so
+    /// it is dropped from every error before anything can log it.
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value, GatewayError> {
+        let response = request.send().await.map_err(|e| {
             let e = e.without_url();
             tracing::warn!(error = %e, "WeChat request failed");
             if e.is_timeout() {
@@ -86,6 +88,37 @@ impl WechatClient {
             }
         })?;
         read_json(response).await
+    }
+
+    /// A JSON POST (WeChat refuses form bodies on these APIs with 47001).
+    fn post_json(&self, url: url::Url, body: &Value) -> reqwest::RequestBuilder {
+        self.http
+            .post(url)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(body.to_string())
+    }
+
+    /// A WeChat API URL under `api_base`.
+    fn url(&self, path: &str) -> Result<url::Url, GatewayError> {
+        url::Url::parse(&format!("{}{path}", self.api_base))
+            .map_err(|_| GatewayError::Internal("bad WeChat base URL"))
+    }
+
+    /// Runs `call` bounded by the WeChat timeout, logging a timeout under `api`.
+    async fn bounded<T>(
+        &self,
+        api: &'static str,
+        call: impl std::future::Future<Output = Result<T, GatewayError>>,
+    ) -> Result<T, GatewayError> {
+        let started = std::time::Instant::now();
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(result) => result,
+            Err(_) => {
+                let elapsed_ms = started.elapsed().as_millis() as u64;
+                tracing::warn!(api, elapsed_ms, "WeChat did not answer in time");
+                Err(GatewayError::WechatTimeout)
+            }
+        }
     }
 }
 
@@ -153,7 +186,7 @@ pub fn errcode(answer: &Value) -> Result<i64, GatewayError> {
 }
 
 /// The trace id WeChat puts in `errmsg` (`rid: ...`), which is safe and useful to log.
-fn trace_id(answer: &Value) -> &str {
+pub(crate) fn trace_id(answer: &Value) -> &str {
     answer
         .get("errmsg")
         .and_then(Value::as_str)
