@@ -134,6 +134,14 @@ pub fn describe(s: &Settings) -> String {
     use std::fmt::Write;
     let mut out = String::new();
     let _ = writeln!(out, "listen        {}", s.server.listen);
+    if let Some(tls) = &s.server.tls {
+        let _ = writeln!(
+            out,
+            "https         {} cert={} key=(not shown) alpn=h2,http/1.1",
+            tls.listen,
+            tls.cert_file.display()
+        );
+    }
     let _ = writeln!(out, "admin         {}", s.admin_listen);
     let _ = writeln!(
         out,

@@ -84,6 +84,7 @@ async fn start() -> anyhow::Result<ExitCode> {
     run_gateway(
         Listeners {
             public,
+            tls: None,
             admin: Some(admin),
         },
         gateway,

@@ -66,8 +66,10 @@ impl Gateway {
             .clone()
             .ok_or_else(|| anyhow::anyhow!("the configuration did not come from a file"))?;
         let settings = crate::config::load(&path)?;
+        let tls_listen = |s: &Settings| s.server.tls.as_ref().map(|t| t.listen);
         if settings.server.listen != current.settings.server.listen
             || settings.admin_listen != current.settings.admin_listen
+            || tls_listen(&settings) != tls_listen(&current.settings)
         {
             tracing::warn!("listen addresses changed; they take effect only after a restart");
         }

@@ -45,6 +45,7 @@ pub mod secret;
 pub mod server;
 pub mod settings;
 pub mod store;
+pub mod tls;
 pub mod tokens;
 pub mod upgrade;
 pub mod userdata;

@@ -59,7 +59,7 @@ async fn run(path: &std::path::Path, log_format: Option<LogFormat>) -> ExitCode 
         None => settings.log.json,
     };
     cli::init_tracing(json);
-    let (public, admin) = match bind(&settings).await {
+    let (public, tls, admin) = match bind(&settings).await {
         Ok(listeners) => listeners,
         Err(e) => {
             tracing::error!("{e}");
@@ -77,6 +77,7 @@ async fn run(path: &std::path::Path, log_format: Option<LogFormat>) -> ExitCode 
     wxgate::run(
         Listeners {
             public,
+            tls,
             admin: Some(admin),
         },
         gateway,
@@ -87,19 +88,25 @@ async fn run(path: &std::path::Path, log_format: Option<LogFormat>) -> ExitCode 
     ExitCode::SUCCESS
 }
 
-async fn bind(settings: &wxgate::settings::Settings) -> Result<(TcpListener, TcpListener), String> {
-    let public = TcpListener::bind(settings.server.listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", settings.server.listen))?;
-    let admin = TcpListener::bind(settings.admin_listen)
-        .await
-        .map_err(|e| format!("cannot listen on {} (admin): {e}", settings.admin_listen))?;
-    for (name, listener) in [("public", &public), ("admin", &admin)] {
+type Bound = (TcpListener, Option<TcpListener>, TcpListener);
+
+async fn bind(settings: &wxgate::settings::Settings) -> Result<Bound, String> {
+    let listen = |addr: std::net::SocketAddr, name: &'static str| async move {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot listen on {addr} ({name}): {e}"))?;
         if let Ok(addr) = listener.local_addr() {
             tracing::info!(%addr, listener = name, "listening");
         }
-    }
-    Ok((public, admin))
+        Ok::<_, String>(listener)
+    };
+    let public = listen(settings.server.listen, "public").await?;
+    let tls = match &settings.server.tls {
+        Some(tls) => Some(listen(tls.listen, "https").await?),
+        None => None,
+    };
+    let admin = listen(settings.admin_listen, "admin").await?;
+    Ok((public, tls, admin))
 }
 
 /// SIGHUP re-reads the config file; an invalid file is reported and the old one kept.

@@ -1,5 +1,6 @@
-//! Accept loops: the public listener and the admin listener, each connection served by
-//! hyper-util's auto builder (HTTP/1.1, and HTTP/2 by prior knowledge), drained on shutdown.
+//! Accept loops: the public listener, the HTTPS listener and the admin listener, each
+//! connection served by hyper-util's auto builder (HTTP/1.1, and HTTP/2 by prior knowledge
+//! or ALPN), drained on shutdown.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -13,7 +14,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::body::ResBody;
 use crate::dispatch::{self, Conn};
@@ -23,6 +24,8 @@ use crate::settings::ServerSettings;
 /// The sockets `run` serves; binding them is the caller's job, so tests can use port 0.
 pub struct Listeners {
     pub public: TcpListener,
+    /// HTTPS with the certificate of `server.tls_*` (the current one at each handshake).
+    pub tls: Option<TcpListener>,
     pub admin: Option<TcpListener>,
 }
 
@@ -35,11 +38,11 @@ pub async fn run(listeners: Listeners, gateway: Arc<Gateway>, shutdown: impl Fut
     let grace = limits.shutdown_grace;
     let graceful = GracefulShutdown::new();
     let admin_gateway = gateway.clone();
-    let public = {
+    let public = |tls: bool| {
         let gateway = gateway.clone();
         move |peer: SocketAddr| {
             let gateway = gateway.clone();
-            let conn = Conn { peer, tls: false };
+            let conn = Conn { peer, tls };
             move |request: Request<Incoming>| {
                 let gateway = gateway.clone();
                 async move { Ok::<_, Infallible>(dispatch::handle(gateway, conn, request).await) }
@@ -60,8 +63,22 @@ pub async fn run(listeners: Listeners, gateway: Arc<Gateway>, shutdown: impl Fut
             None => std::future::pending().await,
         }
     };
+    let tls_loop = async {
+        match listeners.tls {
+            Some(listener) => {
+                let handshake_timeout = limits.header_read_timeout;
+                let tls = Tls {
+                    gateway: &gateway,
+                    handshake_timeout,
+                };
+                tls_accept_loop(listener, &builder, &graceful, public(true), tls).await;
+            }
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
-        _ = accept_loop(listeners.public, &builder, &graceful, public) => {}
+        _ = accept_loop(listeners.public, &builder, &graceful, public(false)) => {}
+        _ = tls_loop => {}
         _ = admin_loop => {}
         _ = &mut shutdown => {}
     }
@@ -99,6 +116,22 @@ fn connection_builder(limits: &ServerSettings) -> auto::Builder<TokioExecutor> {
     builder
 }
 
+/// Accepts the next connection; transient failures (out of file descriptors) back off.
+async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                return (stream, peer);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
 async fn accept_loop<M, S, F>(
     listener: TcpListener,
     builder: &auto::Builder<TokioExecutor>,
@@ -110,16 +143,7 @@ async fn accept_loop<M, S, F>(
     F: Future<Output = Result<Response<ResBody>, Infallible>> + Send + 'static,
 {
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                // Out of file descriptors or similar: back off instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
+        let (stream, peer) = accept(&listener).await;
         let service = service_fn(make(peer));
         let connection = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
@@ -127,6 +151,58 @@ async fn accept_loop<M, S, F>(
         let watched = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(e) = watched.await {
+                tracing::debug!(error = %e, %peer, "connection ended with an error");
+            }
+        });
+    }
+}
+
+struct Tls<'a> {
+    gateway: &'a Gateway,
+    handshake_timeout: Duration,
+}
+
+/// Like [`accept_loop`], with a TLS handshake (bounded like a request head) first. Each
+/// handshake uses the certificate of the configuration current at that moment.
+async fn tls_accept_loop<M, S, F>(
+    listener: TcpListener,
+    builder: &auto::Builder<TokioExecutor>,
+    graceful: &GracefulShutdown,
+    make: M,
+    tls: Tls<'_>,
+) where
+    M: Fn(SocketAddr) -> S,
+    S: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
+    F: Future<Output = Result<Response<ResBody>, Infallible>> + Send + 'static,
+{
+    loop {
+        let (stream, peer) = accept(&listener).await;
+        let runtime = tls.gateway.runtime();
+        let Some(settings) = runtime.settings.server.tls.as_ref() else {
+            continue;
+        };
+        let acceptor = tokio_rustls::TlsAcceptor::from(settings.config.clone());
+        let service = service_fn(make(peer));
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let handshake_timeout = tls.handshake_timeout;
+        tokio::spawn(async move {
+            let stream =
+                match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, %peer, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
+            let connection = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
+            if let Err(e) = watcher.watch(connection).await {
                 tracing::debug!(error = %e, %peer, "connection ended with an error");
             }
         });

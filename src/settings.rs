@@ -40,6 +40,8 @@ pub struct TlsSettings {
     pub listen: SocketAddr,
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
+    /// Built from the files when the configuration was (re)loaded.
+    pub config: std::sync::Arc<rustls::ServerConfig>,
 }
 
 pub struct LogSettings {

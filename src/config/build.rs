@@ -195,14 +195,39 @@ impl Builder<'_> {
     }
 
     fn tls(&mut self, s: &ServerSection) -> Option<Option<TlsSettings>> {
-        if s.tls_listen.is_none() && s.tls_cert_file.is_none() && s.tls_key_file.is_none() {
-            return Some(None);
-        }
-        self.problem(
-            "server.tls_listen",
-            "TLS is not available in this version; terminate TLS in front of wxgate",
-        );
-        None
+        let (listen, cert, key) = match (&s.tls_listen, &s.tls_cert_file, &s.tls_key_file) {
+            (None, None, None) => return Some(None),
+            (Some(listen), Some(cert), Some(key)) => (listen, cert, key),
+            _ => {
+                self.problem(
+                    "server.tls_listen",
+                    "HTTPS needs all of tls_listen, tls_cert_file and tls_key_file",
+                );
+                return None;
+            }
+        };
+        let listen = self.socket("server.tls_listen", listen);
+        let chain = self.read_file("server.tls_cert_file", cert);
+        // The key is read as a secret: it is never shown, whatever goes wrong.
+        let key_pem = self.read_file("server.tls_key_file", key);
+        let config = match (chain, key_pem) {
+            (Some(chain), Some(key_pem)) => {
+                match crate::tls::server_config(chain.as_bytes(), key_pem.as_bytes()) {
+                    Ok(config) => Some(config),
+                    Err(e) => {
+                        self.problem("server.tls_cert_file", e);
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        Some(Some(TlsSettings {
+            listen: listen?,
+            cert_file: self.base.join(cert),
+            key_file: self.base.join(key),
+            config: config?,
+        }))
     }
 
     fn log(&mut self, format: &str, openid: bool) -> Option<LogSettings> {

@@ -148,6 +148,8 @@ audience = "{AUDIENCE}"
 pub struct Gateway {
     pub addr: SocketAddr,
     pub admin: SocketAddr,
+    /// The HTTPS listener, when the config has `server.tls_*`.
+    pub tls: Option<SocketAddr>,
     pub state: Arc<wxgate::Gateway>,
     shutdown: std::sync::Mutex<Option<oneshot::Sender<()>>>,
     task: std::sync::Mutex<Option<JoinHandle<()>>>,
@@ -170,11 +172,17 @@ impl Gateway {
             public.local_addr().expect("addr"),
             admin.local_addr().expect("addr"),
         );
+        let tls = match settings.server.tls {
+            Some(_) => Some(TcpListener::bind("127.0.0.1:0").await.expect("bind tls")),
+            None => None,
+        };
+        let tls_addr = tls.as_ref().map(|l| l.local_addr().expect("addr"));
         let state = wxgate::Gateway::new(settings).expect("gateway");
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(wxgate::run(
             wxgate::Listeners {
                 public,
+                tls,
                 admin: Some(admin),
             },
             state.clone(),
@@ -185,6 +193,7 @@ impl Gateway {
         Self {
             addr,
             admin: admin_addr,
+            tls: tls_addr,
             state,
             shutdown: std::sync::Mutex::new(Some(tx)),
             task: std::sync::Mutex::new(Some(task)),

@@ -1,0 +1,279 @@
+//! HTTPS: a throwaway CA and certificate made at test time, HTTP/1.1 and HTTP/2 (ALPN) over
+//! TLS, `X-Forwarded-Proto: https`, and a certificate renewed by a reload while an
+//! established connection keeps working.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+use rustls::pki_types::{CertificateDer, ServerName};
+use support::{mint, ConfigBuilder, Gateway, Upstream, Wechat};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+struct Ca {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+}
+
+impl Ca {
+    fn new() -> Self {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "wxgate test CA");
+        let key = KeyPair::generate().expect("ca key");
+        Self {
+            issuer: CertifiedIssuer::self_signed(params, key).expect("ca"),
+        }
+    }
+
+    /// A leaf for localhost and 127.0.0.1: (certificate PEM, key PEM, certificate DER).
+    fn leaf(&self, name: &str) -> (String, String, CertificateDer<'static>) {
+        let mut params =
+            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+                .expect("params");
+        params.distinguished_name.push(DnType::CommonName, name);
+        let key = KeyPair::generate().expect("leaf key");
+        let cert = params.signed_by(&key, &self.issuer).expect("leaf");
+        (cert.pem(), key.serialize_pem(), cert.der().clone())
+    }
+
+    fn der(&self) -> CertificateDer<'static> {
+        self.issuer.der().clone()
+    }
+}
+
+struct Https {
+    _wechat: Wechat,
+    upstream: Upstream,
+    gateway: Gateway,
+    ca: Ca,
+    dir: PathBuf,
+    first: CertificateDer<'static>,
+}
+
+impl Https {
+    async fn start() -> Self {
+        let ca = Ca::new();
+        let dir = std::env::temp_dir().join(format!(
+            "wxgate-tls-{}-{}",
+            std::process::id(),
+            support::unique()
+        ));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let (cert, key, first) = ca.leaf("first");
+        write_pair(&dir, &cert, &key);
+        let wechat = Wechat::start().await;
+        let upstream = Upstream::start().await;
+        let mut config = ConfigBuilder::new(&wechat.base(), &upstream.base());
+        config.server_extra = "tls_listen = \"127.0.0.1:0\"\ntls_cert_file = \"tls.crt\"\ntls_key_file = \"tls.key\"\n".into();
+        let path = dir.join("gateway.toml");
+        std::fs::write(&path, config.text()).expect("config");
+        let settings = wxgate::config::load(&path).expect("valid config");
+        let gateway = Gateway::start_settings(settings).await;
+        Self {
+            _wechat: wechat,
+            upstream,
+            gateway,
+            ca,
+            dir,
+            first,
+        }
+    }
+
+    fn client(&self, http1_only: bool) -> reqwest::Client {
+        let ca = reqwest::Certificate::from_der(&self.ca.der()).expect("ca");
+        let builder = reqwest::Client::builder().tls_certs_only([ca]);
+        let builder = if http1_only {
+            builder.http1_only()
+        } else {
+            builder
+        };
+        builder.build().expect("client")
+    }
+
+    fn url(&self, path: &str) -> String {
+        let port = self.gateway.tls.expect("tls listener").port();
+        format!("https://localhost:{port}{path}")
+    }
+
+    /// A raw TLS connection offering `alpn`.
+    async fn connect(&self, alpn: &[&[u8]]) -> tokio_rustls::client::TlsStream<TcpStream> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.ca.der()).expect("root");
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        let tcp = TcpStream::connect(self.gateway.tls.expect("tls"))
+            .await
+            .expect("tcp");
+        let name = ServerName::try_from("localhost").expect("name");
+        tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .expect("handshake")
+    }
+}
+
+impl Drop for Https {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn write_pair(dir: &Path, cert: &str, key: &str) {
+    std::fs::write(dir.join("tls.crt"), cert).expect("cert");
+    std::fs::write(dir.join("tls.key"), key).expect("key");
+}
+
+fn peer_leaf(stream: &tokio_rustls::client::TlsStream<TcpStream>) -> CertificateDer<'static> {
+    stream.get_ref().1.peer_certificates().expect("certs")[0]
+        .clone()
+        .into_owned()
+}
+
+/// One keep-alive HTTP/1.1 request on an established TLS stream; returns the status.
+async fn get_on(stream: &mut tokio_rustls::client::TlsStream<TcpStream>, token: &str) -> u16 {
+    let request =
+        format!("GET /api/x HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).await.expect("read");
+        head.push(byte[0]);
+    }
+    let text = String::from_utf8_lossy(&head).to_string();
+    let length: usize = text
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap_or(0))
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).await.expect("body");
+    support::status_of(&text)
+}
+
+#[tokio::test]
+async fn https_serves_http1_and_http2_and_says_so_upstream() {
+    let https = Https::start().await;
+    let token = mint("o_tls_1", 300);
+    for (http1_only, version) in [
+        (true, reqwest::Version::HTTP_11),
+        (false, reqwest::Version::HTTP_2),
+    ] {
+        let response = https
+            .client(http1_only)
+            .get(https.url("/api/orders"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("https request");
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.version(), version);
+        let seen = https.upstream.last();
+        assert_eq!(seen.one("x-forwarded-proto"), Some("https"));
+        assert_eq!(seen.one("x-openid"), Some("o_tls_1"));
+    }
+    let plain = reqwest::get(https.gateway.url("/api/orders"))
+        .await
+        .expect("plain");
+    assert_eq!(plain.status(), 401, "the plain listener still serves");
+}
+
+#[tokio::test]
+async fn alpn_offers_h2_then_http1() {
+    let https = Https::start().await;
+    let h2 = https.connect(&[b"h2", b"http/1.1"]).await;
+    assert_eq!(h2.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let h1 = https.connect(&[b"http/1.1"]).await;
+    assert_eq!(h1.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    let version = h1.get_ref().1.protocol_version();
+    assert!(
+        matches!(
+            version,
+            Some(rustls::ProtocolVersion::TLSv1_3 | rustls::ProtocolVersion::TLSv1_2)
+        ),
+        "{version:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_reload_serves_the_renewed_certificate_without_dropping_connections() {
+    let https = Https::start().await;
+    let token = mint("o_tls_2", 300);
+    let mut open = https.connect(&[b"http/1.1"]).await;
+    assert_eq!(peer_leaf(&open), https.first);
+    assert_eq!(get_on(&mut open, &token).await, 200);
+
+    let (cert, key, second) = https.ca.leaf("second");
+    write_pair(&https.dir, &cert, &key);
+    https.gateway.state.reload().expect("reload");
+
+    let fresh = https.connect(&[b"http/1.1"]).await;
+    assert_eq!(
+        peer_leaf(&fresh),
+        second,
+        "new handshakes get the renewed certificate"
+    );
+    assert_eq!(
+        get_on(&mut open, &token).await,
+        200,
+        "the old connection keeps working"
+    );
+
+    std::fs::write(https.dir.join("tls.key"), "not a key").expect("write");
+    assert!(
+        https.gateway.state.reload().is_err(),
+        "a broken key is refused"
+    );
+    let after = https.connect(&[b"http/1.1"]).await;
+    assert_eq!(
+        peer_leaf(&after),
+        second,
+        "and the running certificate kept"
+    );
+}
+
+#[test]
+fn config_errors_name_the_tls_keys_and_never_show_the_key() {
+    let ca = Ca::new();
+    let (cert, _, _) = ca.leaf("x");
+    let (_, other_key, _) = ca.leaf("y");
+    let dir = std::env::temp_dir().join(format!("wxgate-tls-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("tls.crt"), &cert).expect("cert");
+    std::fs::write(dir.join("other.key"), &other_key).expect("key");
+    let with = |server_extra: &str| {
+        let mut c = ConfigBuilder::new("http://127.0.0.1:9", "http://127.0.0.1:9");
+        c.server_extra = server_extra.into();
+        match wxgate::config::from_str(&c.text(), &dir) {
+            Ok(_) => String::new(),
+            Err(e) => e.to_string(),
+        }
+    };
+    let mismatch = with(
+        "tls_listen = \"127.0.0.1:0\"\ntls_cert_file = \"tls.crt\"\ntls_key_file = \"other.key\"\n",
+    );
+    assert!(mismatch.contains("server.tls_cert_file"), "{mismatch}");
+    let key_line = other_key.lines().nth(1).expect("key body");
+    assert!(!mismatch.contains(key_line), "{mismatch}");
+    let partial = with("tls_listen = \"127.0.0.1:0\"\n");
+    assert!(partial.contains("server.tls_listen"), "{partial}");
+    let missing = with("tls_listen = \"127.0.0.1:0\"\ntls_cert_file = \"nope.crt\"\ntls_key_file = \"other.key\"\n");
+    assert!(
+        missing.contains("server.tls_cert_file: cannot read"),
+        "{missing}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
