@@ -263,6 +263,8 @@ pub fn token(
         sid: tokens::random_id(16),
         appid: app.appid.clone(),
         unionid: unionid.map(str::to_string),
+        ext: None,
+        phone: None,
     };
     match tokens::mint(&settings.auth.keys, &claims) {
         Ok(token) => {

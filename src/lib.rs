@@ -25,6 +25,7 @@
 pub mod admin;
 pub mod authn;
 pub mod body;
+pub mod claims;
 pub mod cli;
 pub mod clientip;
 pub mod config;

@@ -159,6 +159,9 @@ fn token_response(
         sid: session.sid.clone(),
         appid: session.appid.clone(),
         unionid: session.unionid.clone(),
+        // Sessions carry neither yet.
+        ext: None,
+        phone: None,
     };
     let access_token = tokens::mint(&auth.keys, &claims)
         .map_err(|_| GatewayError::Internal("token signing failed"))?;

@@ -318,8 +318,17 @@ pub fn status_of(raw: &str) -> u16 {
 
 /// Mints a token for `openid` with the test signing key.
 pub fn mint(openid: &str, ttl_secs: i64) -> String {
+    mint_with(openid, ttl_secs, |_| {})
+}
+
+/// [`mint`], with the claims adjusted before signing (a `phone`, hook claims in `ext`...).
+pub fn mint_with(
+    openid: &str,
+    ttl_secs: i64,
+    adjust: impl FnOnce(&mut wxgate::tokens::Claims),
+) -> String {
     let now = wxgate::tokens::now_unix();
-    let claims = wxgate::tokens::Claims {
+    let mut claims = wxgate::tokens::Claims {
         iss: "wxgate".into(),
         aud: AUDIENCE.into(),
         sub: openid.into(),
@@ -330,7 +339,10 @@ pub fn mint(openid: &str, ttl_secs: i64) -> String {
         sid: format!("s{}", unique()),
         appid: APPID.into(),
         unionid: None,
+        ext: None,
+        phone: None,
     };
+    adjust(&mut claims);
     let key = wxgate::tokens::Key::new(
         "k1".into(),
         jsonwebtoken::Algorithm::HS256,
