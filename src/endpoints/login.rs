@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use super::{json_body, new_refresh_token, token_response, Call};
 use crate::body::ResBody;
+use crate::claims::Ext;
 use crate::error::GatewayError;
 use crate::store::Session;
 use crate::tokens;
@@ -53,6 +54,8 @@ pub async fn login(
         appid: app.appid.clone(),
         session_key: wx.session_key,
         expires_at: tokens::now_unix() + settings.auth.refresh_ttl.as_secs() as i64,
+        claims: Ext::new(),
+        phone: None,
     };
     let (refresh_token, refresh_hash) = new_refresh_token();
     call.gateway.store.create(&session, refresh_hash).await?;
