@@ -162,6 +162,17 @@ pub fn describe(s: &Settings) -> String {
         "endpoints     {}/{{login,refresh,logout,session}}",
         a.endpoint_prefix
     );
+    if let Some(hook) = &a.on_login {
+        let _ = writeln!(
+            out,
+            "login hook    POST {} (timeout {})",
+            hook.url,
+            duration::display(hook.timeout)
+        );
+    }
+    for (claim, header) in &a.claim_headers {
+        let _ = writeln!(out, "  claim       {claim} -> {header}");
+    }
     let _ = match &s.store {
         StoreSettings::Memory => writeln!(out, "store         memory (this instance only)"),
         StoreSettings::Redis(r) => writeln!(
