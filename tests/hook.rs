@@ -368,3 +368,124 @@ fn object(value: Value) -> serde_json::Map<String, Value> {
         other => panic!("not an object: {other}"),
     }
 }
+
+/// The real binary with a hook, at debug level: every outcome is logged with its reason, and
+/// nothing secret — nor the hook's address — ever reaches the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_logs_hook_outcomes_without_secrets_or_the_hook_address() {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::{Command, Stdio};
+
+    let hook = Hook::start(Answer::claims(json!({"uid": 42}))).await;
+    let wechat = support::Wechat::start().await;
+    let upstream = support::Upstream::start().await;
+    let mut config = support::ConfigBuilder::new(&wechat.base(), &upstream.base());
+    config.auth_tables = format!("{}{CLAIM_HEADERS}", hook.config("300ms"));
+    let dir = std::env::temp_dir().join(format!(
+        "wxgate-hook-{}-{}",
+        std::process::id(),
+        support::unique()
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("gateway.toml");
+    std::fs::write(&path, config.text()).expect("write config");
+    let mut guard = support::ChildGuard(
+        Command::new(env!("CARGO_BIN_EXE_wxgate"))
+            .args(["run", "-c", path.to_str().expect("utf8")])
+            .env("RUST_LOG", "debug")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn wxgate"),
+    );
+    let mut stderr = BufReader::new(guard.0.stderr.take().expect("stderr"));
+    let mut early = String::new();
+    let addr = loop {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).expect("read") > 0,
+            "wxgate exited:\n{early}"
+        );
+        early.push_str(&line);
+        if let Some(rest) = line
+            .split("addr=")
+            .nth(1)
+            .filter(|_| line.contains("public"))
+        {
+            break rest.split_whitespace().next().expect("addr").to_string();
+        }
+    };
+    let rest = std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = stderr.read_to_string(&mut rest);
+        rest
+    });
+    let http = support::client();
+    let login = |code: &'static str| {
+        let http = http.clone();
+        let url = format!("http://{addr}/auth/login");
+        async move {
+            let response = http
+                .post(url)
+                .json(&json!({ "code": code }))
+                .send()
+                .await
+                .expect("login");
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.expect("json"))
+        }
+    };
+    let (status, ok) = login("hooklogcode1").await;
+    assert_eq!(status, 200);
+    hook.answer(Answer::status(500, ""));
+    assert_eq!(login("hooklogcode2").await.0, 502);
+    hook.answer(Answer::claims(json!({"uid": 1})).after(Duration::from_secs(3)));
+    assert_eq!(login("hooklogcode3").await.0, 502);
+    hook.answer(Answer::claims(json!({"uid": {"nested": true}})));
+    assert_eq!(login("hooklogcode4").await.0, 502);
+    hook.answer(Answer::status(403, ""));
+    assert_eq!(login("hooklogcode5").await.0, 403);
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &guard.0.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let exit = tokio::task::spawn_blocking(move || guard.0.wait())
+        .await
+        .expect("join");
+    assert_eq!(exit.expect("wait").code(), Some(0));
+    let logs = format!("{early}{}", rest.join().expect("logs"));
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let openid = ok["openid"].as_str().expect("openid");
+    let session_key = wechat.mock.session_key(openid).expect("issued");
+    let access = ok["access_token"].as_str().expect("access").to_string();
+    let secrets = [
+        session_key.as_str(),
+        access.as_str(),
+        ok["refresh_token"].as_str().expect("refresh"),
+        "hooklogcode",
+        "/internal/wx-login",
+        support::APP_SECRET,
+    ];
+    for secret in secrets {
+        assert!(
+            !logs.contains(secret),
+            "`{secret}` appeared in the logs:\n{logs}"
+        );
+    }
+    // hyper's own debug lines name the peers it connects to; wxgate's hook lines never do.
+    let hook_addr = hook.addr.to_string();
+    for line in logs.lines().filter(|l| l.contains("hook")) {
+        assert!(!line.contains(&hook_addr), "{line}");
+    }
+    for reason in [
+        "unexpected status",
+        "timed out",
+        "is not a string, number or boolean",
+        "denied a login",
+    ] {
+        assert!(logs.contains(reason), "no `{reason}` in the logs:\n{logs}");
+    }
+}
