@@ -116,7 +116,6 @@ pub fn check(path: &Path) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// The effective configuration, secrets redacted.
 /// A URL with its password masked (all of it masked when it does not parse).
 fn redacted_url(text: &str) -> String {
     match url::Url::parse(text) {
@@ -130,6 +129,15 @@ fn redacted_url(text: &str) -> String {
     }
 }
 
+/// A URL whose query (which may hold a shared secret) is shown as `?***`.
+fn without_query(text: &str) -> String {
+    match text.split_once('?') {
+        Some((base, _)) => format!("{base}?***"),
+        None => text.to_string(),
+    }
+}
+
+/// The effective configuration, secrets redacted.
 pub fn describe(s: &Settings) -> String {
     use std::fmt::Write;
     let mut out = String::new();
@@ -166,7 +174,7 @@ pub fn describe(s: &Settings) -> String {
         let _ = writeln!(
             out,
             "login hook    POST {} (timeout {})",
-            hook.url,
+            without_query(&hook.url),
             duration::display(hook.timeout)
         );
     }

@@ -244,9 +244,12 @@ fn the_login_hook_and_its_claim_headers_are_loaded_and_stripped_from_clients() {
     }
     let described = crate::cli::describe(&settings);
     assert!(
-        described.contains("login hook    POST https://hooks.internal:8443/"),
+        described.contains(
+            "login hook    POST https://hooks.internal:8443/internal/wx-login?*** (timeout 800ms)"
+        ),
         "{described}"
     );
+    assert!(!described.contains("source=wxgate"), "{described}");
     assert!(
         described.contains("claim       uid -> x-user-id"),
         "{described}"
