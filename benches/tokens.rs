@@ -23,6 +23,8 @@ fn claims() -> Claims {
         sid: tokens::random_id(16),
         appid: "wx0123456789abcdef".into(),
         unionid: None,
+        ext: None,
+        phone: None,
     }
 }
 

@@ -4,11 +4,13 @@ use std::sync::Arc;
 
 use http::header::{HeaderMap, HeaderName, AUTHORIZATION};
 
+use crate::claims::Ext;
 use crate::error::GatewayError;
 use crate::gateway::{Gateway, Runtime};
 use crate::tokens::{Policy, TokenError};
 
-/// A verified caller: what may become identity headers upstream.
+/// A verified caller: what may become identity headers upstream. Shared as an
+/// `Arc<Identity>` from the verified-token cache, so a request never copies it.
 #[derive(Debug, Clone)]
 pub struct Identity {
     pub openid: String,
@@ -16,6 +18,10 @@ pub struct Identity {
     pub appid: String,
     pub sid: String,
     pub exp: i64,
+    /// The login hook's claims (empty without a hook), for claim headers.
+    pub ext: Ext,
+    /// The session's phone number, from `/auth/phone`: what `auth = "phone"` routes need.
+    pub phone: Option<String>,
 }
 
 /// The credential a request carries, and the header it came in.

@@ -116,7 +116,6 @@ pub fn check(path: &Path) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// The effective configuration, secrets redacted.
 /// A URL with its password masked (all of it masked when it does not parse).
 fn redacted_url(text: &str) -> String {
     match url::Url::parse(text) {
@@ -130,6 +129,15 @@ fn redacted_url(text: &str) -> String {
     }
 }
 
+/// A URL whose query (which may hold a shared secret) is shown as `?***`.
+fn without_query(text: &str) -> String {
+    match text.split_once('?') {
+        Some((base, _)) => format!("{base}?***"),
+        None => text.to_string(),
+    }
+}
+
+/// The effective configuration, secrets redacted.
 pub fn describe(s: &Settings) -> String {
     use std::fmt::Write;
     let mut out = String::new();
@@ -170,6 +178,17 @@ pub fn describe(s: &Settings) -> String {
         "endpoints     {}/{{login,refresh,logout,session}}",
         a.endpoint_prefix
     );
+    if let Some(hook) = &a.on_login {
+        let _ = writeln!(
+            out,
+            "login hook    POST {} (timeout {})",
+            without_query(&hook.url),
+            duration::display(hook.timeout)
+        );
+    }
+    for (claim, header) in &a.claim_headers {
+        let _ = writeln!(out, "  claim       {claim} -> {header}");
+    }
     let _ = match &s.store {
         StoreSettings::Memory => writeln!(out, "store         memory (this instance only)"),
         StoreSettings::Redis(r) => writeln!(
@@ -271,6 +290,8 @@ pub fn token(
         sid: tokens::random_id(16),
         appid: app.appid.clone(),
         unionid: unionid.map(str::to_string),
+        ext: None,
+        phone: None,
     };
     match tokens::mint(&settings.auth.keys, &claims) {
         Ok(token) => {

@@ -57,6 +57,11 @@ pub enum GatewayError {
     CodeUsed,
     #[error("WeChat blocked the login")]
     CodeBlocked,
+    // The login hook's answers.
+    #[error("the login hook denied the login")]
+    LoginDenied,
+    #[error("login hook failed: {0}")]
+    LoginHookFailed(&'static str),
     // Dependencies failing.
     #[error("WeChat is busy")]
     WechatBusy,
@@ -104,12 +109,13 @@ impl GatewayError {
             MissingToken | InvalidToken(_) | NoSession | SessionKeyExpired => {
                 StatusCode::UNAUTHORIZED
             }
-            AppNotAllowed | PhoneRequired | CodeBlocked => StatusCode::FORBIDDEN,
+            AppNotAllowed | PhoneRequired | CodeBlocked | LoginDenied => StatusCode::FORBIDDEN,
             RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             WechatBusy | WechatQuota | StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            WechatUnavailable(_) | ServerMisconfigured(_) | UpstreamUnavailable => {
-                StatusCode::BAD_GATEWAY
-            }
+            WechatUnavailable(_)
+            | ServerMisconfigured(_)
+            | UpstreamUnavailable
+            | LoginHookFailed(_) => StatusCode::BAD_GATEWAY,
             WechatTimeout | UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -138,6 +144,8 @@ impl GatewayError {
             InvalidCode => "invalid_code",
             CodeUsed => "code_used",
             CodeBlocked => "code_blocked",
+            LoginDenied => "login_denied",
+            LoginHookFailed(_) => "login_hook_failed",
             WechatBusy => "wechat_busy",
             WechatUnavailable(_) => "wechat_unavailable",
             WechatTimeout => "wechat_timeout",
@@ -174,6 +182,8 @@ impl GatewayError {
             InvalidCode => "the login code is invalid or expired; call wx.login again",
             CodeUsed => "the login code was already used; call wx.login again",
             CodeBlocked => "WeChat blocked this login",
+            LoginDenied => "this account may not log in",
+            LoginHookFailed(_) => "the login could not be completed; retry with a new code",
             WechatBusy => "WeChat is busy; retry later",
             WechatUnavailable(_) => "WeChat could not be reached or answered badly",
             WechatTimeout => "WeChat did not answer in time",
@@ -191,7 +201,7 @@ impl GatewayError {
         use GatewayError::*;
         match self {
             WechatBusy | WechatUnavailable(_) | WechatTimeout | StoreUnavailable
-            | UpstreamUnavailable | UpstreamTimeout => Blame::Dependency,
+            | UpstreamUnavailable | UpstreamTimeout | LoginHookFailed(_) => Blame::Dependency,
             ServerMisconfigured(_) | WechatQuota | Internal(_) => Blame::Gateway,
             _ => Blame::Client,
         }
@@ -298,6 +308,22 @@ mod tests {
         let e = GatewayError::ServerMisconfigured(40125);
         assert!(!e.description().contains("40125"));
         assert_eq!(e.status(), StatusCode::BAD_GATEWAY);
+    }
+
+    #[test]
+    fn login_hook_answers_map_to_their_codes_without_details() {
+        let denied = GatewayError::LoginDenied;
+        assert_eq!(
+            (denied.status(), denied.code()),
+            (StatusCode::FORBIDDEN, "login_denied")
+        );
+        let failed = GatewayError::LoginHookFailed("answered 500");
+        assert_eq!(
+            (failed.status(), failed.code()),
+            (StatusCode::BAD_GATEWAY, "login_hook_failed")
+        );
+        assert!(!failed.description().contains("500"));
+        assert_eq!(failed.blame(), Blame::Dependency);
     }
 
     #[test]

@@ -161,6 +161,7 @@ pub fn prepare_headers(
     set_forwarded(h, hop);
     if let Some(identity) = identity {
         inject_identity(h, &auth.identity, identity)?;
+        inject_claims(h, &auth.claim_headers, identity);
     }
     parts.version = Version::HTTP_11;
     Ok(())
@@ -237,6 +238,23 @@ fn inject_identity(
         h.insert(source.clone(), HeaderValue::from_static("wxgate"));
     }
     Ok(())
+}
+
+/// One header per configured claim the identity has: `phone` is the session's verified phone
+/// number, any other name a hook claim. A claim the token lacks adds nothing (its header was
+/// stripped from the client's request all the same), and a value that is not a valid header
+/// value is skipped (the hook's answer was refused for it already).
+fn inject_claims(h: &mut HeaderMap, claim_headers: &[(String, HeaderName)], identity: &Identity) {
+    for (claim, header) in claim_headers {
+        let text = if claim == crate::claims::PHONE {
+            identity.phone.as_deref().map(std::borrow::Cow::Borrowed)
+        } else {
+            identity.ext.get(claim).and_then(crate::claims::render)
+        };
+        if let Some(value) = text.and_then(|t| HeaderValue::from_str(&t).ok()) {
+            h.insert(header.clone(), value);
+        }
+    }
 }
 
 /// Replaces all values of `name` with `value`, skipping values that are not valid headers.

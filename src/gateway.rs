@@ -5,6 +5,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::forward::Forwarder;
+use crate::hook::HookClient;
 use crate::ratelimit::LoginLimiter;
 use crate::settings::Settings;
 use crate::store::Store;
@@ -16,6 +17,8 @@ pub struct Runtime {
     pub settings: Settings,
     pub forwarder: Forwarder,
     pub wechat: WechatClient,
+    /// The login hook, when `[auth.on_login]` is configured.
+    pub hook: Option<HookClient>,
     pub limiter: LoginLimiter,
     /// Tokens verified under this configuration's keys.
     pub verified: VerifiedTokens,
@@ -24,7 +27,14 @@ pub struct Runtime {
 impl Runtime {
     pub fn new(settings: Settings) -> anyhow::Result<Self> {
         let wechat = WechatClient::new(&settings.wechat.api_base, settings.wechat.timeout)?;
+        let hook = settings
+            .auth
+            .on_login
+            .as_ref()
+            .map(HookClient::new)
+            .transpose()?;
         Ok(Self {
+            hook,
             forwarder: Forwarder::new(&settings.routes),
             limiter: LoginLimiter::new(settings.auth.login_rate_limit),
             verified: VerifiedTokens::new(),

@@ -5,7 +5,7 @@ use http::header::{HeaderMap, HeaderName, CONNECTION};
 use http::HeaderValue;
 
 /// Hop-by-hop headers of RFC 9110 7.6.1, plus the non-standard ones proxies still see.
-const HOP_BY_HOP: [&str; 9] = [
+pub const HOP_BY_HOP: [&str; 9] = [
     "connection",
     "keep-alive",
     "proxy-connection",

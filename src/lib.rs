@@ -15,7 +15,8 @@
 //! | turn any failure into a JSON error response | [`error`] |
 //!
 //! The login side path: [`endpoints`] (login, refresh, logout, session, decrypt, JWKS) uses the
-//! [`wechat`] client, the [`store`] of sessions and codes, the [`ratelimit`] limiter and
+//! [`wechat`] client, the optional login [`hook`] (whose [`claims`] sessions and tokens
+//! carry), the [`store`] of sessions and codes, the [`ratelimit`] limiter and
 //! [`userdata`] (WeChat's encrypted user data).
 //! Configuration is loaded by [`config`] into [`settings`]; [`gateway`] holds the state.
 //! [`admin`] serves health and metrics; [`mock_wechat`], [`echo`] and [`demo`] are the
@@ -25,6 +26,7 @@
 pub mod admin;
 pub mod authn;
 pub mod body;
+pub mod claims;
 pub mod cli;
 pub mod clientip;
 pub mod config;
@@ -36,6 +38,7 @@ pub mod error;
 pub mod forward;
 pub mod gateway;
 pub mod headers;
+pub mod hook;
 pub mod metrics;
 pub mod mock_wechat;
 pub mod path;

@@ -50,8 +50,12 @@ impl VerifiedTokens {
         Self {
             cache: Cache::builder()
                 .max_capacity(CAPACITY_BYTES)
+                // The identity (hook claims included) is decoded from the token, so the
+                // token's length bounds it too: an entry weighs twice its token.
                 .weigher(|token: &Arc<str>, _: &Entry| {
-                    (token.len() as u32).saturating_add(ENTRY_OVERHEAD)
+                    (token.len() as u32)
+                        .saturating_mul(2)
+                        .saturating_add(ENTRY_OVERHEAD)
                 })
                 .expire_after(UntilExp)
                 .build(),
@@ -82,6 +86,8 @@ impl VerifiedTokens {
             appid: claims.appid,
             sid: claims.sid,
             exp: claims.exp,
+            ext: claims.ext.unwrap_or_default(),
+            phone: claims.phone,
         });
         if identity.exp > now {
             self.cache.insert(
@@ -140,6 +146,8 @@ mod tests {
             sid: "s1".into(),
             appid: "wx1".into(),
             unionid: None,
+            ext: None,
+            phone: None,
         };
         tokens::mint(keys, &claims).expect("mint")
     }

@@ -1,11 +1,14 @@
 //! Several instances sharing one real `redis-server`: sessions, single-use codes, atomic
-//! refresh rotation, revocation reaching every instance, and Redis failing and returning.
+//! refresh rotation, revocation reaching every instance, Redis failing and returning, and
+//! the login hook's claims and the phone number kept in the shared session.
 
 mod support;
 
 use std::time::{Duration, Instant};
 
+use redis::AsyncCommands;
 use serde_json::{json, Value};
+use support::hook::{Answer, Hook};
 use support::redis::Redis;
 use support::{client, ConfigBuilder, Gateway, Upstream, Wechat};
 
@@ -16,6 +19,8 @@ struct Cluster {
     wechat: Wechat,
     upstream: Upstream,
     redis: Redis,
+    /// The `key_prefix` of this cluster's keys.
+    prefix: String,
     config: String,
     a: Gateway,
     b: Gateway,
@@ -24,14 +29,20 @@ struct Cluster {
 
 impl Cluster {
     async fn start(test: &str) -> Option<Self> {
+        Self::start_with(test, |_| {}).await
+    }
+
+    /// Two instances on one config, adjusted by `adjust` before the Redis store is set.
+    async fn start_with(test: &str, adjust: impl FnOnce(&mut ConfigBuilder)) -> Option<Self> {
         let redis = Redis::start(test)?;
         let wechat = Wechat::start().await;
         let upstream = Upstream::start().await;
         let mut config = ConfigBuilder::new(&wechat.base(), &upstream.base());
+        adjust(&mut config);
+        let prefix = format!("t{}:", support::unique());
         config.store = format!(
-            "[store]\nbackend = \"redis\"\nurl = \"{}\"\nkey_prefix = \"t{}:\"\ntimeout = \"300ms\"\nconnect_timeout = \"300ms\"\n",
+            "[store]\nbackend = \"redis\"\nurl = \"{}\"\nkey_prefix = \"{prefix}\"\ntimeout = \"300ms\"\nconnect_timeout = \"300ms\"\n",
             redis.url(),
-            support::unique()
         );
         let config = config.text();
         let a = Gateway::start(&config).await;
@@ -40,6 +51,7 @@ impl Cluster {
             wechat,
             upstream,
             redis,
+            prefix,
             config,
             a,
             b,
@@ -322,4 +334,148 @@ async fn an_instance_starts_while_redis_is_down_and_connects_when_it_comes_up() 
     }
     let login = c.login(&late, "up1").await;
     assert_eq!(c.call(&c.a, &login["access_token"]).await, 200);
+}
+
+/// A direct connection to the cluster's Redis, to look at what the gateways stored.
+async fn inspect(c: &Cluster) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(c.redis.url())
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect")
+}
+
+fn payload(token: &Value) -> Value {
+    use base64::Engine;
+    let part = token
+        .as_str()
+        .and_then(|t| t.split('.').nth(1))
+        .expect("payload");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .expect("b64");
+    serde_json::from_slice(&bytes).expect("json")
+}
+
+fn with_hook(hook: &Hook) -> impl FnOnce(&mut ConfigBuilder) + '_ {
+    |config| {
+        config.auth_tables = format!(
+            "{}[auth.claim_headers]\nuid = \"X-User-Id\"\nphone = \"X-Phone\"\n",
+            hook.config("1s")
+        );
+        config.routes.push_str(&format!(
+            "[[routes]]\nprefix = \"/pay\"\nupstream = \"{}\"\nauth = \"phone\"\n",
+            config.upstream
+        ));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hook_claims_and_a_phone_set_on_one_instance_reach_tokens_minted_by_the_other() {
+    let hook = Hook::start(Answer::claims(json!({"uid": 42, "tier": "gold"}))).await;
+    let Some(c) = Cluster::start_with("hook_claims_and_a_phone", with_hook(&hook)).await else {
+        return;
+    };
+    let login = c.login(&c.a, "hookredis1").await;
+    let sid = login["session_id"].as_str().expect("sid").to_string();
+    let mut redis = inspect(&c).await;
+    let session_key = format!("{}session:{sid}", c.prefix);
+    let stored: Option<String> = redis.hget(&session_key, "claims").await.expect("hget");
+    let stored: Value = serde_json::from_str(&stored.expect("claims field")).expect("json");
+    assert_eq!(stored, json!({"uid": 42, "tier": "gold"}));
+
+    let (status, renewed) = c.refresh(&c.b, &login["refresh_token"]).await;
+    assert_eq!(status, 200, "{renewed}");
+    assert_eq!(
+        payload(&renewed["access_token"])["ext"],
+        stored,
+        "B mints A's claims"
+    );
+    assert!(payload(&renewed["access_token"]).get("phone").is_none());
+
+    // What `/auth/phone` will do: record the phone on the shared session.
+    let phone = "+86 138-0013-8000";
+    assert!(c.a.state.store.set_phone(&sid, phone).await.expect("store"));
+    assert!(!c
+        .a
+        .state
+        .store
+        .set_phone("no-such-session", phone)
+        .await
+        .expect("store"));
+    let created: bool = redis
+        .exists(format!("{}session:no-such-session", c.prefix))
+        .await
+        .expect("exists");
+    assert!(!created, "set_phone never creates a session");
+    let from_b =
+        c.b.state
+            .store
+            .session(&sid)
+            .await
+            .expect("store")
+            .expect("session");
+    assert_eq!(from_b.phone.as_deref(), Some(phone));
+    assert_eq!(from_b.claims, stored.as_object().cloned().expect("object"));
+
+    let (status, renewed) = c.refresh(&c.b, &renewed["refresh_token"]).await;
+    assert_eq!(status, 200, "{renewed}");
+    let claims = payload(&renewed["access_token"]);
+    assert_eq!(
+        (claims["phone"].as_str(), &claims["ext"]),
+        (Some(phone), &stored)
+    );
+    let status = c
+        .http
+        .get(c.a.url("/pay/orders"))
+        .bearer_auth(renewed["access_token"].as_str().expect("token"))
+        .send()
+        .await
+        .expect("call")
+        .status();
+    assert_eq!(status, 200, "a token with the phone passes a phone route");
+    let seen = c.upstream.last();
+    assert_eq!(
+        (seen.one("x-phone"), seen.one("x-user-id")),
+        (Some(phone), Some("42"))
+    );
+    assert_eq!(hook.requests().len(), 1, "only the login called the hook");
+
+    // A revoked session takes no phone.
+    assert_eq!(c.logout(&c.a, &renewed["access_token"]).await, 204);
+    assert!(!c.b.state.store.set_phone(&sid, phone).await.expect("store"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_the_hook_denies_or_fails_leaves_no_session_in_redis() {
+    let hook = Hook::start(Answer::status(403, "{}")).await;
+    let Some(c) = Cluster::start_with("a_login_the_hook_denies", with_hook(&hook)).await else {
+        return;
+    };
+    let mut redis = inspect(&c).await;
+    let pattern = format!("{}session:*", c.prefix);
+    let (status, body) = c
+        .post(&c.a, "/auth/login", json!({ "code": "deny1" }))
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("login_denied"))
+    );
+    hook.answer(Answer::status(503, "{}"));
+    let (status, body) = c
+        .post(&c.b, "/auth/login", json!({ "code": "deny2" }))
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (502, Some("login_hook_failed"))
+    );
+    let sessions: Vec<String> = redis.keys(&pattern).await.expect("keys");
+    assert!(sessions.is_empty(), "{sessions:?}");
+
+    hook.answer(Answer::status(200, "{}"));
+    c.login(&c.a, "deny3").await;
+    let sessions: Vec<String> = redis.keys(&pattern).await.expect("keys");
+    assert_eq!(sessions.len(), 1);
+    let claims: Option<String> = redis.hget(&sessions[0], "claims").await.expect("hget");
+    assert_eq!(claims, None, "no claims, no field");
 }

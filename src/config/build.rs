@@ -26,10 +26,9 @@ const RELAY_NEVER: [&str; 3] = [
     "/cgi-bin/stable_token",
     "/sns/jscode2session",
 ];
-/// Names of registered JWT claims, which the login hook may not set.
-pub const REGISTERED_CLAIMS: [&str; 11] = [
-    "iss", "sub", "aud", "exp", "nbf", "iat", "jti", "sid", "appid", "unionid", "ext",
-];
+
+/// `[auth.on_login]` and `[auth.claim_headers]`.
+mod hook;
 
 struct Builder<'a> {
     base: &'a Path,
@@ -364,36 +363,8 @@ impl Builder<'_> {
         );
         let burst = self.positive("auth.login_rate_limit.burst", u64::from(rate.burst));
         let keys = self.keys(a);
-        let on_login = match &a.on_login {
-            None => Some(None),
-            // Accepting a hook that is never called would let through logins it should deny.
-            Some(_) => {
-                self.problem(
-                    "auth.on_login",
-                    "the login hook is not available in this version",
-                );
-                None::<Option<LoginHook>>
-            }
-        };
-        if !a.claim_headers.is_empty() {
-            self.problem(
-                "auth.claim_headers",
-                "claim headers need the login hook, which is not available in this version",
-            );
-        }
-        let mut claim_headers = Vec::new();
-        for (claim, header) in &a.claim_headers {
-            let path = format!("auth.claim_headers.{claim}");
-            if REGISTERED_CLAIMS.contains(&claim.as_str()) {
-                self.problem(
-                    &path,
-                    format!("`{claim}` is a registered claim and cannot be set by the login hook"),
-                );
-            }
-            if let Some(name) = self.header_name(&path, header) {
-                claim_headers.push((claim.clone(), name));
-            }
-        }
+        let on_login = a.on_login.as_ref().map(|hook| self.on_login(hook));
+        let claim_headers = self.claim_headers(a, identity.as_ref(), &token_headers);
         let identity = identity.map(|mut identity| {
             identity.strip.extend(
                 claim_headers
@@ -419,7 +390,10 @@ impl Builder<'_> {
                 burst: u32::try_from(burst?).ok()?,
             },
             keys: keys?,
-            on_login: on_login?,
+            on_login: match on_login {
+                None => None,
+                Some(hook) => Some(hook?),
+            },
             claim_headers,
         })
     }

@@ -210,3 +210,59 @@ fn remove_folder_of(config: &Path) {
         let _ = std::fs::remove_dir_all(dir);
     }
 }
+
+#[test]
+fn the_login_hook_and_its_claim_headers_are_loaded_and_stripped_from_clients() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/config/valid/login_hook.toml");
+    let settings = load(&path).expect("valid");
+    let hook = settings.auth.on_login.as_ref().expect("hook");
+    assert_eq!(
+        hook.url,
+        "https://hooks.internal:8443/internal/wx-login?source=wxgate"
+    );
+    assert_eq!(hook.timeout, std::time::Duration::from_millis(800));
+    let claims: Vec<(&str, &str)> = settings
+        .auth
+        .claim_headers
+        .iter()
+        .map(|(c, h)| (c.as_str(), h.as_str()))
+        .collect();
+    assert_eq!(
+        claims,
+        [
+            ("phone", "x-phone"),
+            ("tenant_id", "x-tenant"),
+            ("uid", "x-user-id")
+        ]
+    );
+    for header in ["x-phone", "x-tenant", "x-user-id", "x-openid"] {
+        assert!(
+            settings.auth.identity.strip.iter().any(|s| s == header),
+            "{header} is not stripped"
+        );
+    }
+    let described = crate::cli::describe(&settings);
+    assert!(
+        described.contains(
+            "login hook    POST https://hooks.internal:8443/internal/wx-login?*** (timeout 800ms)"
+        ),
+        "{described}"
+    );
+    assert!(!described.contains("source=wxgate"), "{described}");
+    assert!(
+        described.contains("claim       uid -> x-user-id"),
+        "{described}"
+    );
+}
+
+#[test]
+fn hook_url_credentials_are_refused_without_being_repeated() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/config/invalid/login_hook_with_credentials.toml");
+    let message = match load(&path) {
+        Ok(_) => panic!("should be invalid"),
+        Err(e) => e.to_string(),
+    };
+    assert!(!message.contains("hunter2"), "{message}");
+}

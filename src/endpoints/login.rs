@@ -6,7 +6,9 @@ use serde_json::Value;
 
 use super::{json_body, new_refresh_token, token_response, Call};
 use crate::body::ResBody;
+use crate::claims::Ext;
 use crate::error::GatewayError;
+use crate::hook::LoginFacts;
 use crate::store::Session;
 use crate::tokens;
 
@@ -46,6 +48,18 @@ pub async fn login(
         return Err(GatewayError::CodeUsed);
     }
     let wx = call.runtime.wechat.jscode2session(app, code).await?;
+    // The hook decides before any session exists: a denied or failed login leaves nothing.
+    let claims = match &call.runtime.hook {
+        Some(hook) => {
+            let facts = LoginFacts {
+                openid: &wx.openid,
+                unionid: wx.unionid.as_deref(),
+                appid: &app.appid,
+            };
+            hook.call(&facts).await?
+        }
+        None => Ext::new(),
+    };
     let session = Session {
         sid: tokens::random_id(16),
         openid: wx.openid,
@@ -53,6 +67,8 @@ pub async fn login(
         appid: app.appid.clone(),
         session_key: wx.session_key,
         expires_at: tokens::now_unix() + settings.auth.refresh_ttl.as_secs() as i64,
+        claims,
+        phone: None,
     };
     let (refresh_token, refresh_hash) = new_refresh_token();
     call.gateway.store.create(&session, refresh_hash).await?;

@@ -159,9 +159,18 @@ fn token_response(
         sid: session.sid.clone(),
         appid: session.appid.clone(),
         unionid: session.unionid.clone(),
+        ext: Some(session.claims.clone()).filter(|ext| !ext.is_empty()),
+        phone: session.phone.clone(),
     };
     let access_token = tokens::mint(&auth.keys, &claims)
         .map_err(|_| GatewayError::Internal("token signing failed"))?;
+    // Claims are bounded so this cannot happen with sane settings; a token that every
+    // route would refuse must not be handed out as a success.
+    if access_token.len() > tokens::MAX_TOKEN_BYTES {
+        return Err(GatewayError::Internal(
+            "the access token would be too large",
+        ));
+    }
     let mut body = json!({
         "access_token": access_token,
         "token_type": "Bearer",

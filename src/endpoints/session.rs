@@ -80,5 +80,11 @@ pub async fn describe(
     if let Some(unionid) = &session.unionid {
         body["unionid"] = json!(unionid);
     }
+    if !session.claims.is_empty() {
+        body["claims"] = json!(session.claims);
+    }
+    if let Some(phone) = &session.phone {
+        body["phone"] = json!(phone);
+    }
     Ok(json_response(StatusCode::OK, &body))
 }

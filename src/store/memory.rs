@@ -148,28 +148,30 @@ impl SessionStore for MemoryStore {
             }
             Found::Unknown => return Ok(Rotation::Invalid),
         };
-        let Some(session) = self.sessions.get(&sid) else {
+        // Only the expiry changes, in place: a phone set meanwhile must not be undone.
+        let Some(renewed) = self.update(&sid, |session| session.expires_at = expires_at) else {
             return Ok(Rotation::Invalid);
-        };
-        let renewed = Session {
-            expires_at,
-            ..Session::clone(&session)
         };
         self.refresh.insert(
             new,
             RefreshEntry {
-                sid: sid.clone(),
+                sid,
                 spent: false,
                 expires_at,
             },
         );
-        self.sessions.insert(sid, Arc::new(renewed.clone()));
         Ok(Rotation::Rotated(renewed))
     }
 
     async fn revoke(&self, sid: &str, _until: i64) -> Result<(), StoreUnavailable> {
         self.sessions.invalidate(sid);
         Ok(())
+    }
+
+    async fn set_phone(&self, sid: &str, phone: &str) -> Result<bool, StoreUnavailable> {
+        Ok(self
+            .update(sid, |session| session.phone = Some(phone.to_string()))
+            .is_some())
     }
 
     async fn ping(&self) -> bool {
@@ -186,5 +188,27 @@ impl SessionStore for MemoryStore {
 
     async fn shared_forget(&self, _: &str, _: &str) -> Result<(), StoreUnavailable> {
         Ok(())
+    }
+}
+
+impl MemoryStore {
+    /// Changes a live session atomically and returns the new version; `None` when it is gone.
+    fn update(&self, sid: &str, change: impl FnOnce(&mut Session)) -> Option<Session> {
+        use moka::ops::compute::{CompResult, Op};
+        let result =
+            self.sessions
+                .entry(sid.to_string())
+                .and_compute_with(|current| match current {
+                    Some(entry) => {
+                        let mut session = Session::clone(entry.value());
+                        change(&mut session);
+                        Op::Put(Arc::new(session))
+                    }
+                    None => Op::Nop,
+                });
+        match result {
+            CompResult::ReplacedWith(entry) => Some(Session::clone(entry.value())),
+            _ => None,
+        }
     }
 }

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use moka::sync::Cache;
 use moka::Expiry;
 
+use crate::claims::Ext;
 use crate::secret::Secret;
 use crate::settings::StoreSettings;
 use crate::tokens::now_unix;
@@ -35,6 +36,10 @@ pub struct Session {
     pub session_key: Secret,
     /// Unix seconds when the session ends unless refreshed.
     pub expires_at: i64,
+    /// The login hook's claims (empty without a hook); every token of the session carries them.
+    pub claims: Ext,
+    /// The phone number `/auth/phone` obtained from WeChat, once it has.
+    pub phone: Option<String>,
 }
 
 /// SHA-256 of a secret value; what the store keeps instead of codes and refresh tokens.
@@ -88,6 +93,9 @@ pub trait SessionStore: Send + Sync {
     /// Ends a session everywhere: its refresh tokens stop at once, and its access tokens
     /// are refused until `until` (when the last of them has expired anyway).
     async fn revoke(&self, sid: &str, until: i64) -> Result<(), StoreUnavailable>;
+    /// Records the session's phone number; false when the session no longer exists (it is
+    /// never created again by this).
+    async fn set_phone(&self, sid: &str, phone: &str) -> Result<bool, StoreUnavailable>;
     /// Whether the backend answers.
     async fn ping(&self) -> bool;
     /// A small value every instance shares (the managed `access_token`), with the Unix time
@@ -220,6 +228,14 @@ impl Store {
         Ok(())
     }
 
+    /// Records the session's phone number; false when the session is gone or revoked.
+    pub async fn set_phone(&self, sid: &str, phone: &str) -> Result<bool, StoreUnavailable> {
+        if self.is_revoked(sid) {
+            return Ok(false);
+        }
+        self.backend.set_phone(sid, phone).await
+    }
+
     /// Called for every authenticated request; a local lookup, never a round trip.
     pub fn is_revoked(&self, sid: &str) -> bool {
         self.revoked.contains(sid)
@@ -260,6 +276,8 @@ mod tests {
             appid: "wx1".into(),
             session_key: Secret::new("k"),
             expires_at: now_unix() + 3600,
+            claims: Ext::new(),
+            phone: None,
         }
     }
 
@@ -299,5 +317,56 @@ mod tests {
         let store = Store::memory();
         let r = store.rotate(digest(&[b"x"]), digest(&[b"y"]), 0, 0).await;
         assert!(matches!(r, Ok(Rotation::Invalid)));
+    }
+
+    #[tokio::test]
+    async fn a_phone_is_set_on_a_live_session_only() {
+        let store = Store::memory();
+        let mut with_claims = session("s1");
+        with_claims
+            .claims
+            .insert("uid".into(), serde_json::json!(42));
+        store.create(&with_claims, digest(&[b"r1"])).await.ok();
+        assert!(matches!(
+            store.set_phone("s1", "+86 13800138000").await,
+            Ok(true)
+        ));
+        let stored = store.session("s1").await.ok().flatten();
+        assert_eq!(
+            stored.as_ref().and_then(|s| s.phone.as_deref()),
+            Some("+86 13800138000")
+        );
+        assert_eq!(
+            stored.map(|s| s.claims),
+            Some(with_claims.claims.clone()),
+            "the claims are kept"
+        );
+        assert!(matches!(store.set_phone("gone", "1").await, Ok(false)));
+        assert!(
+            matches!(store.session("gone").await, Ok(None)),
+            "setting a phone never creates a session"
+        );
+        store.revoke("s1", now_unix() + 60).await.ok();
+        assert!(matches!(store.set_phone("s1", "2").await, Ok(false)));
+    }
+
+    #[tokio::test]
+    async fn rotation_keeps_claims_and_phone() {
+        let store = Store::memory();
+        let mut s = session("s2");
+        s.claims.insert("role".into(), serde_json::json!("admin"));
+        let (r1, r2) = (digest(&[b"p1"]), digest(&[b"p2"]));
+        store.create(&s, r1).await.ok();
+        assert!(matches!(
+            store.set_phone("s2", "13800138000").await,
+            Ok(true)
+        ));
+        let exp = now_unix() + 7200;
+        let Ok(Rotation::Rotated(renewed)) = store.rotate(r1, r2, exp, exp).await else {
+            panic!("rotation failed");
+        };
+        assert_eq!(renewed.expires_at, exp);
+        assert_eq!(renewed.claims, s.claims);
+        assert_eq!(renewed.phone.as_deref(), Some("13800138000"));
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! Keys, all under `key_prefix`:
 //! - `code:{digest}`: the spent-code gate, `SET NX EX 300`;
-//! - `session:{sid}`: a hash with the session (`session_key` included), expiring with it;
+//! - `session:{sid}`: a hash with the session (`session_key` included; the hook's claims as
+//!   JSON under `claims`, the phone number under `phone`), expiring with it;
 //! - `refresh:{digest}`: the session id of a live refresh token, or `!sid` once spent;
 //! - `shared:{name}`: values every instance shares, as `"{expires_at} {value}"` (the managed
 //!   `access_token` of each app);
@@ -26,6 +27,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Client, Script};
 
 use super::{Digest, Revocations, Rotation, Session, SessionStore, StoreUnavailable, CODE_MEMORY};
+use crate::claims::Ext;
 use crate::secret::Secret;
 use crate::settings::RedisSettings;
 use crate::tokens::now_unix;
@@ -72,6 +74,13 @@ end
 return 0
 ";
 
+/// KEYS: session; ARGV: phone. Never recreates a session that expired or was revoked.
+const SET_PHONE: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'phone', ARGV[1])
+return 1
+";
+
 /// KEYS: session, revoked; ARGV: sid, until, now, channel.
 const REVOKE: &str = r"
 redis.call('ZADD', KEYS[2], 'GT', ARGV[2], ARGV[1])
@@ -89,6 +98,7 @@ pub struct RedisStore {
     rotate: Script,
     revoke: Script,
     forget_if: Script,
+    set_phone: Script,
     /// Stops the revocation subscriber when the store goes away.
     _subscriber: AbortOnDrop,
 }
@@ -128,6 +138,7 @@ impl RedisStore {
             rotate: Script::new(ROTATE),
             revoke: Script::new(REVOKE),
             forget_if: Script::new(FORGET_IF),
+            set_phone: Script::new(SET_PHONE),
             timeout: settings.timeout,
             prefix,
             _subscriber: AbortOnDrop(tokio::spawn(subscriber.run())),
@@ -201,6 +212,13 @@ impl SessionStore for RedisStore {
         ];
         if let Some(unionid) = &session.unionid {
             fields.push(("unionid", unionid.clone()));
+        }
+        if !session.claims.is_empty() {
+            let claims = serde_json::to_string(&session.claims).map_err(|_| StoreUnavailable)?;
+            fields.push(("claims", claims));
+        }
+        if let Some(phone) = &session.phone {
+            fields.push(("phone", phone.clone()));
         }
         let mut pipe = redis::pipe();
         pipe.atomic()
@@ -277,6 +295,16 @@ impl SessionStore for RedisStore {
             .map(drop)
     }
 
+    async fn set_phone(&self, sid: &str, phone: &str) -> Result<bool, StoreUnavailable> {
+        let mut invocation = self.set_phone.prepare_invoke();
+        invocation.key(self.key("session", sid)).arg(phone);
+        let mut conn = self.conn();
+        let set: i64 = self
+            .bounded("set_phone", invocation.invoke_async(&mut conn))
+            .await?;
+        Ok(set == 1)
+    }
+
     async fn ping(&self) -> bool {
         let mut conn = self.conn();
         tokio::time::timeout(self.timeout, conn.ping::<String>())
@@ -324,7 +352,13 @@ impl SessionStore for RedisStore {
     }
 }
 
+/// A session from its hash (as HGETALL or the rotation script returns it); `None` when it is
+/// gone or a field does not read back, which makes the session unusable rather than partial.
 fn session_from(sid: &str, mut fields: HashMap<String, String>) -> Option<Session> {
+    let claims = match fields.remove("claims") {
+        None => Ext::new(),
+        Some(json) => serde_json::from_str(&json).ok()?,
+    };
     Some(Session {
         sid: sid.to_string(),
         openid: fields.remove("openid")?,
@@ -332,6 +366,8 @@ fn session_from(sid: &str, mut fields: HashMap<String, String>) -> Option<Sessio
         appid: fields.remove("appid")?,
         session_key: Secret::new(fields.remove("session_key")?),
         expires_at: fields.remove("expires_at")?.parse().ok()?,
+        claims,
+        phone: fields.remove("phone"),
     })
 }
 

@@ -6,6 +6,7 @@
 //! base64url must be canonical and unpadded, and duplicate JSON keys make a token invalid.
 
 mod asymmetric;
+mod ext;
 pub mod keygen;
 mod keys;
 
@@ -16,6 +17,7 @@ use base64::Engine;
 use jsonwebtoken::{Algorithm, Header};
 use serde::{Deserialize, Serialize};
 
+use crate::claims::{self, Ext};
 pub use keys::{is_hmac, parse_alg, Key, KeyKind, KeySet, Material, MIN_HMAC_SECRET_BYTES};
 
 /// Tokens longer than this are refused before any decoding.
@@ -39,6 +41,20 @@ pub struct Claims {
     pub appid: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unionid: Option<String>,
+    /// The login hook's claims (scalars only); absent when there are none.
+    #[serde(
+        default,
+        skip_serializing_if = "no_claims",
+        deserialize_with = "ext::deserialize"
+    )]
+    pub ext: Option<Ext>,
+    /// The session's phone number, once `/auth/phone` has set one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+}
+
+fn no_claims(ext: &Option<Ext>) -> bool {
+    ext.as_ref().is_none_or(Ext::is_empty)
 }
 
 /// Why a token was refused. The text is safe to show to the client.
@@ -153,6 +169,11 @@ fn check_claims(claims: &Claims, policy: &Policy<'_>, now: i64) -> Result<(), To
         || !is_safe_id(&claims.appid)
         || !claims.unionid.as_deref().is_none_or(is_safe_id)
         || claims.sid.is_empty()
+        || !claims.phone.as_deref().is_none_or(claims::is_phone)
+        || claims
+            .ext
+            .as_ref()
+            .is_some_and(|ext| claims::check(ext).is_err())
     {
         return Err(TokenError::BadClaims);
     }

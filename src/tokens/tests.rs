@@ -39,6 +39,8 @@ fn claims() -> Claims {
         sid: "s1".into(),
         appid: "wx0123456789abcdef".into(),
         unionid: None,
+        ext: None,
+        phone: None,
     }
 }
 
@@ -172,6 +174,57 @@ fn refuses_claim_tricks() {
             "accepted payload {payload}"
         );
     }
+}
+
+#[test]
+fn hook_claims_and_a_phone_round_trip_and_are_left_out_when_absent() {
+    let mut c = claims();
+    let ext = serde_json::json!({"uid": 42, "role": "admin", "vip": true});
+    c.ext = ext.as_object().cloned();
+    c.phone = Some("+86 138-0013-8000".into());
+    let token = mint(&keys(), &c).expect("mint");
+    assert_eq!(verify(&keys(), &policy(), &token, NOW), Ok(c));
+
+    let mut empty = claims();
+    empty.ext = Some(Ext::new());
+    let json = serde_json::to_string(&empty).expect("json");
+    assert!(!json.contains("ext") && !json.contains("phone"), "{json}");
+}
+
+#[test]
+fn refuses_malformed_ext_and_phone_claims() {
+    let p = payload();
+    let with = |extra: &str| p.replacen('{', &format!("{{{extra},"), 1);
+    let cases = [
+        with(r#""ext":{"uid":1,"uid":2}"#),
+        with(r#""ext":{"uid":{"id":1}}"#),
+        with(r#""ext":{"uid":[1]}"#),
+        with(r#""ext":{"uid":null}"#),
+        with(r#""ext":{"sub":"oAdmin"}"#),
+        with(r#""ext":{"phone":"13800138000"}"#),
+        with(r#""ext":{"a-b":1}"#),
+        with(r#""ext":{"uid":"a\r\nX-OpenId: oAdmin"}"#),
+        with(r#""ext":[1]"#),
+        with(r#""ext":"uid""#),
+        with(r#""phone":"tel:138""#),
+        with(r#""phone":"""#),
+        with(r#""phone":13800138000"#),
+        with(r#""phone":"1","phone":"2""#),
+    ];
+    for payload in &cases {
+        let token = forge(GOOD_HEADER, payload, SECRET);
+        assert_eq!(
+            verify(&keys(), &policy(), &token, NOW),
+            Err(TokenError::BadClaims),
+            "accepted payload {payload}"
+        );
+    }
+    let fine = forge(
+        GOOD_HEADER,
+        &with(r#""ext":{"uid":"u-1"},"phone":"1""#),
+        SECRET,
+    );
+    assert!(verify(&keys(), &policy(), &fine, NOW).is_ok());
 }
 
 #[test]

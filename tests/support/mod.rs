@@ -1,7 +1,8 @@
-//! Shared test harness: the gateway on port 0 with a shutdown handle, mock WeChat, and a
-//! recording upstream that keeps the exact bytes it received.
+//! Shared test harness: the gateway on port 0 with a shutdown handle, mock WeChat, a
+//! recording upstream that keeps the exact bytes it received, and a scripted login hook.
 #![allow(dead_code)]
 
+pub mod hook;
 pub mod keys;
 pub mod redis;
 pub mod upstream;
@@ -65,12 +66,14 @@ impl Wechat {
 }
 
 /// Config text for a gateway in front of `wechat_base` and `upstream`; `extra` is appended
-/// (more routes) and `auth_extra` goes into `[auth]`.
+/// (more routes), `auth_extra` goes into `[auth]` and `auth_tables` after it (sub-tables
+/// such as `[auth.on_login]`, which would swallow any plain `[auth]` key written after them).
 pub struct ConfigBuilder {
     pub wechat_base: String,
     pub upstream: String,
     pub server_extra: String,
     pub auth_extra: String,
+    pub auth_tables: String,
     pub wechat_extra: String,
     /// A whole `[store]` section (none: the memory store).
     pub store: String,
@@ -102,6 +105,7 @@ auth = "required"
             upstream: upstream.into(),
             server_extra: String::new(),
             auth_extra: String::new(),
+            auth_tables: String::new(),
             wechat_extra: String::new(),
             store: String::new(),
             routes,
@@ -129,6 +133,7 @@ secret = "{APP_SECRET}"
 [auth]
 audience = "{AUDIENCE}"
 {auth_extra}
+{auth_tables}
 {keys}
 {store}
 {routes}
@@ -137,6 +142,7 @@ audience = "{AUDIENCE}"
             wechat = self.wechat_base,
             wechat_extra = self.wechat_extra,
             auth_extra = self.auth_extra,
+            auth_tables = self.auth_tables,
             store = self.store,
             keys = self.keys,
             routes = self.routes,
@@ -327,8 +333,17 @@ pub fn status_of(raw: &str) -> u16 {
 
 /// Mints a token for `openid` with the test signing key.
 pub fn mint(openid: &str, ttl_secs: i64) -> String {
+    mint_with(openid, ttl_secs, |_| {})
+}
+
+/// [`mint`], with the claims adjusted before signing (a `phone`, hook claims in `ext`...).
+pub fn mint_with(
+    openid: &str,
+    ttl_secs: i64,
+    adjust: impl FnOnce(&mut wxgate::tokens::Claims),
+) -> String {
     let now = wxgate::tokens::now_unix();
-    let claims = wxgate::tokens::Claims {
+    let mut claims = wxgate::tokens::Claims {
         iss: "wxgate".into(),
         aud: AUDIENCE.into(),
         sub: openid.into(),
@@ -339,7 +354,10 @@ pub fn mint(openid: &str, ttl_secs: i64) -> String {
         sid: format!("s{}", unique()),
         appid: APPID.into(),
         unionid: None,
+        ext: None,
+        phone: None,
     };
+    adjust(&mut claims);
     let key = wxgate::tokens::Key::new(
         "k1".into(),
         jsonwebtoken::Algorithm::HS256,

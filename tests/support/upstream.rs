@@ -150,7 +150,8 @@ impl Upstream {
     }
 }
 
-async fn read_request(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<Recorded> {
+/// Reads one HTTP/1.1 request (head and body) off `stream`; `None` when the peer closed.
+pub async fn read_request(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<Recorded> {
     let head_end = loop {
         if let Some(i) = find(buffer, b"\r\n\r\n") {
             break i;
