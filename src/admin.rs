@@ -37,7 +37,7 @@ pub async fn handle(gateway: &Gateway, request: Request<Incoming>) -> Response<R
             let mut response = Response::new(body::full(crate::metrics::render()));
             response.headers_mut().insert(
                 CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
             );
             response
         }

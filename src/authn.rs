@@ -88,14 +88,18 @@ pub fn verify(
         audience: &auth.audience,
         leeway_secs: auth.leeway.as_secs() as i64,
     };
-    let identity = runtime
+    let checked = runtime
         .verified
         .verify(&auth.keys, &policy, token)
-        .map_err(GatewayError::InvalidToken)?;
-    if gateway.store.is_revoked(&identity.sid) {
-        return Err(GatewayError::InvalidToken(TokenError::Revoked));
-    }
-    Ok(identity)
+        .and_then(|identity| {
+            if gateway.store.is_revoked(&identity.sid) {
+                Err(TokenError::Revoked)
+            } else {
+                Ok(identity)
+            }
+        });
+    crate::metrics::verification(checked.as_ref().map_or_else(|e| e.label(), |_| "valid"));
+    checked.map_err(GatewayError::InvalidToken)
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use http::header::{HeaderValue, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 
+use crate::access::{Logged, Record};
 use crate::authn::{self, Identity};
 use crate::body::{GuardedBody, ResBody};
 use crate::clientip::{self, ClientAddr};
@@ -16,6 +17,7 @@ use crate::endpoints::{self, Call, Endpoint};
 use crate::error::{Blame, GatewayError};
 use crate::forward::{self, Hop};
 use crate::gateway::{Gateway, Runtime};
+use crate::metrics::RouteMetrics;
 use crate::routes::{AuthMode, Miss, Route};
 use crate::settings::ServerSettings;
 use crate::{headers, path, tokens, upgrade};
@@ -33,13 +35,14 @@ struct Trail {
     route: Option<String>,
     openid: Option<String>,
     upstream: Option<Duration>,
+    metrics: Option<Arc<RouteMetrics>>,
 }
 
 pub async fn handle(
     gateway: Arc<Gateway>,
     conn: Conn,
     request: Request<Incoming>,
-) -> Response<ResBody> {
+) -> Response<Logged<ResBody>> {
     let started = Instant::now();
     let runtime = gateway.runtime();
     let settings = &runtime.settings;
@@ -79,22 +82,21 @@ pub async fn handle(
     response
         .headers_mut()
         .insert("x-request-id", request_id.clone());
-    let status = response.status().as_u16();
-    crate::metrics::record_request(status);
-    let openid = trail.openid.as_deref().filter(|_| settings.log.openid);
-    tracing::info!(
-        target: "wxgate::access",
-        request_id = request_id.to_str().unwrap_or(""),
-        client_ip = %client.ip,
-        method = %method,
-        path = %log_path,
-        route = trail.route.as_deref().unwrap_or("-"),
-        status,
-        total_ms = started.elapsed().as_secs_f64() * 1000.0,
-        upstream_ms = trail.upstream.map(|d| d.as_secs_f64() * 1000.0),
-        openid,
-    );
-    response
+    let record = Record {
+        started,
+        request_id,
+        client_ip: client.ip,
+        method,
+        path: log_path,
+        status: response.status().as_u16(),
+        upstream: trail.upstream,
+        openid: trail.openid.filter(|_| settings.log.openid),
+        metrics: trail
+            .metrics
+            .unwrap_or_else(|| runtime.unrouted_metrics.clone()),
+        route: trail.route,
+    };
+    response.map(|body| Logged::new(body, record))
 }
 
 async fn serve(
@@ -112,6 +114,7 @@ async fn serve(
     let canonical = path::canonicalize(request.uri().path()).map_err(GatewayError::InvalidPath)?;
     if let Some(endpoint) = Endpoint::find(&canonical, &settings.auth.endpoint_prefix) {
         trail.route = Some(format!("endpoint:{}", endpoint.name()));
+        trail.metrics = runtime.endpoint_metrics.get(endpoint as usize).cloned();
         let call = Call {
             gateway,
             runtime,
@@ -129,6 +132,7 @@ async fn serve(
             Miss::Method(allowed) => GatewayError::MethodNotAllowed(allowed),
         })?;
     trail.route = Some(route.prefix.clone());
+    trail.metrics = runtime.route_metrics.get(route.index).cloned();
     if content_length(request.headers()).is_some_and(|n| n > route.max_body_bytes) {
         return Err(GatewayError::PayloadTooLarge);
     }

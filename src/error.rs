@@ -71,6 +71,8 @@ pub enum GatewayError {
     WechatTimeout,
     #[error("WeChat daily quota exhausted")]
     WechatQuota,
+    #[error("WeChat calls are being shed")]
+    WechatShedding { retry_after_secs: u64 },
     #[error("the session_key is no longer valid at WeChat")]
     SessionKeyExpired,
     #[error("WeChat rejected our credentials (errcode {0})")]
@@ -111,7 +113,9 @@ impl GatewayError {
             }
             AppNotAllowed | PhoneRequired | CodeBlocked | LoginDenied => StatusCode::FORBIDDEN,
             RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            WechatBusy | WechatQuota | StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            WechatBusy | WechatShedding { .. } | WechatQuota | StoreUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             WechatUnavailable(_)
             | ServerMisconfigured(_)
             | UpstreamUnavailable
@@ -146,7 +150,7 @@ impl GatewayError {
             CodeBlocked => "code_blocked",
             LoginDenied => "login_denied",
             LoginHookFailed(_) => "login_hook_failed",
-            WechatBusy => "wechat_busy",
+            WechatBusy | WechatShedding { .. } => "wechat_busy",
             WechatUnavailable(_) => "wechat_unavailable",
             WechatTimeout => "wechat_timeout",
             WechatQuota => "wechat_quota_exceeded",
@@ -184,7 +188,7 @@ impl GatewayError {
             CodeBlocked => "WeChat blocked this login",
             LoginDenied => "this account may not log in",
             LoginHookFailed(_) => "the login could not be completed; retry with a new code",
-            WechatBusy => "WeChat is busy; retry later",
+            WechatBusy | WechatShedding { .. } => "WeChat is busy; retry later",
             WechatUnavailable(_) => "WeChat could not be reached or answered badly",
             WechatTimeout => "WeChat did not answer in time",
             WechatQuota => "the mini-program's daily WeChat API quota is exhausted",
@@ -200,8 +204,14 @@ impl GatewayError {
     pub fn blame(&self) -> Blame {
         use GatewayError::*;
         match self {
-            WechatBusy | WechatUnavailable(_) | WechatTimeout | StoreUnavailable
-            | UpstreamUnavailable | UpstreamTimeout | LoginHookFailed(_) => Blame::Dependency,
+            WechatBusy
+            | WechatShedding { .. }
+            | WechatUnavailable(_)
+            | WechatTimeout
+            | StoreUnavailable
+            | UpstreamUnavailable
+            | UpstreamTimeout
+            | LoginHookFailed(_) => Blame::Dependency,
             ServerMisconfigured(_) | WechatQuota | Internal(_) => Blame::Gateway,
             _ => Blame::Client,
         }
@@ -240,7 +250,8 @@ impl GatewayError {
                     headers.insert(WWW_AUTHENTICATE, v);
                 }
             }
-            GatewayError::RateLimited { retry_after_secs } => {
+            GatewayError::RateLimited { retry_after_secs }
+            | GatewayError::WechatShedding { retry_after_secs } => {
                 headers.insert(RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             }
             GatewayError::WechatBusy | GatewayError::StoreUnavailable => {

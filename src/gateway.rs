@@ -4,8 +4,10 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+use crate::endpoints::Endpoint;
 use crate::forward::Forwarder;
 use crate::hook::HookClient;
+use crate::metrics::RouteMetrics;
 use crate::ratelimit::LoginLimiter;
 use crate::settings::Settings;
 use crate::store::Store;
@@ -22,18 +24,34 @@ pub struct Runtime {
     pub limiter: LoginLimiter,
     /// Tokens verified under this configuration's keys.
     pub verified: VerifiedTokens,
+    /// Metric handles per route (by `Route::index`) and per endpoint.
+    pub route_metrics: Vec<Arc<RouteMetrics>>,
+    pub endpoint_metrics: Vec<Arc<RouteMetrics>>,
+    /// For requests that reached no route or endpoint.
+    pub unrouted_metrics: Arc<RouteMetrics>,
 }
 
 impl Runtime {
     pub fn new(settings: Settings) -> anyhow::Result<Self> {
-        let wechat = WechatClient::new(&settings.wechat.api_base, settings.wechat.timeout)?;
+        let wechat = WechatClient::new(&settings.wechat)?;
         let hook = settings
             .auth
             .on_login
             .as_ref()
             .map(HookClient::new)
             .transpose()?;
+        let mut route_metrics: Vec<_> = settings.routes.iter().collect();
+        route_metrics.sort_by_key(|r| r.index);
         Ok(Self {
+            route_metrics: route_metrics
+                .into_iter()
+                .map(|r| RouteMetrics::new(&r.prefix))
+                .collect(),
+            endpoint_metrics: Endpoint::ALL
+                .iter()
+                .map(|e| RouteMetrics::new(&format!("endpoint:{}", e.name())))
+                .collect(),
+            unrouted_metrics: RouteMetrics::new("-"),
             hook,
             forwarder: Forwarder::new(&settings.routes),
             limiter: LoginLimiter::new(settings.auth.login_rate_limit),
@@ -53,6 +71,7 @@ impl Gateway {
     pub fn new(settings: Settings) -> anyhow::Result<Arc<Self>> {
         let store = Store::new(&settings.store)?;
         let runtime = Runtime::new(settings)?;
+        crate::metrics::reload(true);
         Ok(Arc::new(Self {
             runtime: ArcSwap::from_pointee(runtime),
             store,
@@ -69,6 +88,12 @@ impl Gateway {
     /// Re-reads the file the running configuration came from and swaps it in whole.
     /// Listener addresses cannot change without a restart; sessions are kept.
     pub fn reload(&self) -> anyhow::Result<()> {
+        let result = self.swap_in_from_file();
+        crate::metrics::reload(result.is_ok());
+        result
+    }
+
+    fn swap_in_from_file(&self) -> anyhow::Result<()> {
         let current = self.runtime();
         let path = current
             .settings

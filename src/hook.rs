@@ -53,7 +53,8 @@ impl HookClient {
         let response = self
             .http
             .post(self.url.clone())
-            .json(&body)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(body.to_string())
             .send()
             .await
             .map_err(|e| failed(transport_reason(&e)))?;

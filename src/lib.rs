@@ -23,6 +23,7 @@
 //! development tools behind `wxgate mock-wechat` and `wxgate demo`.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod admin;
 pub mod authn;
 pub mod body;

@@ -16,10 +16,11 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::body::ResBody;
 use crate::dispatch::{self, Conn};
 use crate::gateway::Gateway;
 use crate::settings::ServerSettings;
+use bytes::Bytes;
+use http_body::Body;
 
 /// The sockets `run` serves; binding them is the caller's job, so tests can use port 0.
 pub struct Listeners {
@@ -59,7 +60,7 @@ pub async fn run(listeners: Listeners, gateway: Arc<Gateway>, shutdown: impl Fut
     tokio::pin!(shutdown);
     let admin_loop = async {
         match listeners.admin {
-            Some(listener) => accept_loop(listener, &builder, &graceful, admin).await,
+            Some(listener) => accept_loop(listener, &builder, &graceful, admin, "admin").await,
             None => std::future::pending().await,
         }
     };
@@ -77,7 +78,7 @@ pub async fn run(listeners: Listeners, gateway: Arc<Gateway>, shutdown: impl Fut
         }
     };
     tokio::select! {
-        _ = accept_loop(listeners.public, &builder, &graceful, public(false)) => {}
+        _ = accept_loop(listeners.public, &builder, &graceful, public(false), "public") => {}
         _ = tls_loop => {}
         _ = admin_loop => {}
         _ = &mut shutdown => {}
@@ -132,15 +133,18 @@ async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
     }
 }
 
-async fn accept_loop<M, S, F>(
+async fn accept_loop<M, S, F, B>(
     listener: TcpListener,
     builder: &auto::Builder<TokioExecutor>,
     graceful: &GracefulShutdown,
     make: M,
+    name: &'static str,
 ) where
     M: Fn(SocketAddr) -> S,
     S: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
-    F: Future<Output = Result<Response<ResBody>, Infallible>> + Send + 'static,
+    F: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     loop {
         let (stream, peer) = accept(&listener).await;
@@ -149,7 +153,9 @@ async fn accept_loop<M, S, F>(
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();
         let watched = graceful.watch(connection);
+        let open = crate::metrics::connection_opened(name);
         tokio::spawn(async move {
+            let _open = open;
             if let Err(e) = watched.await {
                 tracing::debug!(error = %e, %peer, "connection ended with an error");
             }
@@ -164,7 +170,7 @@ struct Tls<'a> {
 
 /// Like [`accept_loop`], with a TLS handshake (bounded like a request head) first. Each
 /// handshake uses the certificate of the configuration current at that moment.
-async fn tls_accept_loop<M, S, F>(
+async fn tls_accept_loop<M, S, F, B>(
     listener: TcpListener,
     builder: &auto::Builder<TokioExecutor>,
     graceful: &GracefulShutdown,
@@ -173,7 +179,9 @@ async fn tls_accept_loop<M, S, F>(
 ) where
     M: Fn(SocketAddr) -> S,
     S: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
-    F: Future<Output = Result<Response<ResBody>, Infallible>> + Send + 'static,
+    F: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     loop {
         let (stream, peer) = accept(&listener).await;

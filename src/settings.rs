@@ -57,6 +57,8 @@ pub struct WechatSettings {
     pub relay: RelaySettings,
     /// Ask `checksession` when a decrypt fails, to tell an expired `session_key` apart.
     pub check_session_key: bool,
+    /// Quota protection: calls in flight and the circuit breaker.
+    pub gate: crate::wechat::GateSettings,
 }
 
 pub struct App {

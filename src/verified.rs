@@ -76,9 +76,11 @@ impl VerifiedTokens {
         if let Some(entry) = self.cache.get(token) {
             // moka may keep an entry a moment past its expiry; `exp` is the real bound.
             if entry.identity.exp > now {
+                crate::metrics::verified_cache(true);
                 return Ok(entry.identity);
             }
         }
+        crate::metrics::verified_cache(false);
         let claims = tokens::verify(keys, policy, token, now)?;
         let identity = Arc::new(Identity {
             openid: claims.sub,

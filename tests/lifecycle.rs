@@ -296,6 +296,26 @@ async fn the_binary_serves_stops_on_sigterm_and_never_logs_secrets() {
         "access log lines are written:\n{logs}"
     );
     assert!(logs.contains("path=/api/x"), "{logs}");
+    let access_line = logs
+        .lines()
+        .find(|l| {
+            l.contains("wxgate::access") && l.contains("path=/api/x") && l.contains("status=200")
+        })
+        .unwrap_or_else(|| panic!("no access line for /api/x:\n{logs}"));
+    for field in [
+        "request_id=",
+        "client_ip=127.0.0.1",
+        "method=GET",
+        "route=\"/api\"",
+        "total_ms=",
+        "upstream_ms=",
+        "bytes=",
+    ] {
+        assert!(
+            access_line.contains(field),
+            "{field} missing in {access_line}"
+        );
+    }
     assert!(
         logs.contains("errcode=40125"),
         "misconfiguration is logged with its errcode:\n{logs}"

@@ -297,6 +297,11 @@ impl Builder<'_> {
                 });
             }
         }
+        let max_concurrent_calls =
+            self.positive("wechat.max_concurrent_calls", w.max_concurrent_calls as u64);
+        let circuit_failures =
+            self.positive("wechat.circuit_failures", u64::from(w.circuit_failures));
+        let circuit_open_for = self.duration("wechat.circuit_open_for", &w.circuit_open_for);
         for (i, allowed) in w.relay.allow.iter().enumerate() {
             let path = format!("wechat.relay.allow[{i}]");
             if !allowed.starts_with('/')
@@ -323,6 +328,11 @@ impl Builder<'_> {
                 allow: w.relay.allow.clone(),
             },
             check_session_key: w.check_session_key,
+            gate: crate::wechat::GateSettings {
+                max_concurrent_calls: usize::try_from(max_concurrent_calls?).ok()?,
+                circuit_failures: u32::try_from(circuit_failures?).ok()?,
+                circuit_open_for: circuit_open_for?,
+            },
         })
     }
 

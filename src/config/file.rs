@@ -102,6 +102,24 @@ pub struct WechatSection {
     pub relay: RelaySection,
     #[serde(default = "default_true")]
     pub check_session_key: bool,
+    #[serde(default = "default_max_concurrent_calls")]
+    pub max_concurrent_calls: usize,
+    #[serde(default = "default_circuit_failures")]
+    pub circuit_failures: u32,
+    #[serde(default = "default_circuit_open_for")]
+    pub circuit_open_for: String,
+}
+
+fn default_max_concurrent_calls() -> usize {
+    64
+}
+
+fn default_circuit_failures() -> u32 {
+    5
+}
+
+fn default_circuit_open_for() -> String {
+    "10s".into()
 }
 
 fn default_api_base() -> String {

@@ -77,7 +77,7 @@ pub async fn login(
 }
 
 /// `^[A-Za-z0-9_-]{1,128}$`: anything else is refused without calling WeChat.
-fn valid_code(code: &str) -> bool {
+pub(super) fn valid_code(code: &str) -> bool {
     (1..=MAX_CODE_LEN).contains(&code.len())
         && code
             .bytes()

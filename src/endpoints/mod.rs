@@ -4,6 +4,7 @@
 mod decrypt;
 mod jwks;
 mod login;
+mod phone;
 mod session;
 
 use std::sync::Arc;
@@ -32,10 +33,22 @@ pub enum Endpoint {
     Logout,
     Session,
     Decrypt,
+    Phone,
     Jwks,
 }
 
 impl Endpoint {
+    /// Every endpoint, in declaration order: `ALL[e as usize] == e`.
+    pub const ALL: [Endpoint; 7] = [
+        Self::Login,
+        Self::Refresh,
+        Self::Logout,
+        Self::Session,
+        Self::Decrypt,
+        Self::Phone,
+        Self::Jwks,
+    ];
+
     /// The endpoint a canonical path names, if any.
     pub fn find(path: &str, prefix: &str) -> Option<Self> {
         if path == JWKS_PATH {
@@ -47,6 +60,7 @@ impl Endpoint {
             "/logout" => Some(Self::Logout),
             "/session" => Some(Self::Session),
             "/decrypt" => Some(Self::Decrypt),
+            "/phone" => Some(Self::Phone),
             _ => None,
         }
     }
@@ -65,6 +79,7 @@ impl Endpoint {
             Self::Logout => "logout",
             Self::Session => "session",
             Self::Decrypt => "decrypt",
+            Self::Phone => "phone",
             Self::Jwks => "jwks",
         }
     }
@@ -89,11 +104,16 @@ pub async fn handle(
         return Err(GatewayError::MethodNotAllowed(vec![allowed]));
     }
     match endpoint {
-        Endpoint::Login => login::login(call, request).await,
+        Endpoint::Login => {
+            let result = login::login(call, request).await;
+            crate::metrics::login(result.as_ref().map_or_else(|e| e.code(), |_| "ok"));
+            result
+        }
         Endpoint::Refresh => session::refresh(call, request).await,
         Endpoint::Logout => session::logout(call, request).await,
         Endpoint::Session => session::describe(call, request).await,
         Endpoint::Decrypt => decrypt::decrypt(call, request).await,
+        Endpoint::Phone => phone::phone(call, request).await,
         Endpoint::Jwks => Ok(jwks::jwks(call.runtime)),
     }
 }
@@ -145,6 +165,24 @@ fn token_response(
     session: &Session,
     refresh_token: &str,
 ) -> Result<Response<ResBody>, GatewayError> {
+    let (access_token, access_ttl) = mint_access(runtime, session)?;
+    let mut body = json!({
+        "access_token": access_token,
+        "token_type": "Bearer",
+        "expires_in": access_ttl,
+        "refresh_token": refresh_token,
+        "refresh_expires_in": (session.expires_at - tokens::now_unix()).max(0),
+        "openid": session.openid,
+        "session_id": session.sid,
+    });
+    if let Some(unionid) = &session.unionid {
+        body["unionid"] = json!(unionid);
+    }
+    Ok(no_store(json_response(StatusCode::OK, &body)))
+}
+
+/// An access token for `session` (its hook claims and phone included) and its lifetime.
+fn mint_access(runtime: &Runtime, session: &Session) -> Result<(String, i64), GatewayError> {
     let auth = &runtime.settings.auth;
     let now = tokens::now_unix();
     let access_ttl = auth.access_ttl.as_secs() as i64;
@@ -171,26 +209,15 @@ fn token_response(
             "the access token would be too large",
         ));
     }
-    let mut body = json!({
-        "access_token": access_token,
-        "token_type": "Bearer",
-        "expires_in": access_ttl,
-        "refresh_token": refresh_token,
-        "refresh_expires_in": (session.expires_at - now).max(0),
-        "openid": session.openid,
-        "session_id": session.sid,
-    });
-    if let Some(unionid) = &session.unionid {
-        body["unionid"] = json!(unionid);
-    }
-    let mut response = json_response(StatusCode::OK, &body);
+    Ok((access_token, access_ttl))
+}
+
+/// Token-bearing answers must never be cached (RFC 6749 5.1).
+fn no_store(mut response: Response<ResBody>) -> Response<ResBody> {
+    let headers = response.headers_mut();
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
     response
-        .headers_mut()
-        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
-        .headers_mut()
-        .insert(PRAGMA, HeaderValue::from_static("no-cache"));
-    Ok(response)
 }
 
 /// A new opaque refresh token and the digest the store keeps instead of it.

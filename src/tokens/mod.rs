@@ -82,6 +82,24 @@ pub enum TokenError {
     Revoked,
 }
 
+impl TokenError {
+    /// A short name for metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Expired => "expired",
+            Self::Malformed => "malformed",
+            Self::TooLarge => "too_large",
+            Self::BadHeader => "bad_header",
+            Self::UnknownKey => "unknown_key",
+            Self::BadSignature => "bad_signature",
+            Self::BadClaims => "bad_claims",
+            Self::NotYetValid => "not_yet_valid",
+            Self::WrongAudience => "wrong_audience",
+            Self::Revoked => "revoked",
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct JoseHeader {

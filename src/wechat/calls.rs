@@ -64,7 +64,9 @@ impl WechatClient {
                     .bounded("getuserphonenumber", self.send(self.post_json(url, body)))
                     .await?;
                 let code = errcode(&answer)?;
+                self.gate.answered(code);
                 if code != 0 {
+                    crate::metrics::wechat_errcode("getuserphonenumber", code);
                     tracing::info!(
                         errcode = code,
                         rid = trace_id(&answer),
@@ -99,7 +101,12 @@ impl WechatClient {
                 let answer = self
                     .bounded("checksession", self.send(self.http.get(url)))
                     .await?;
-                match errcode(&answer)? {
+                let code = errcode(&answer)?;
+                self.gate.answered(code);
+                if code != 0 {
+                    crate::metrics::wechat_errcode("checksession", code);
+                }
+                match code {
                     0 => Ok(Used::Done(true)),
                     87009 => Ok(Used::Done(false)),
                     code => call_error(code).map_or(Ok(Used::TokenRefused), Err),

@@ -13,14 +13,16 @@ use serde_json::Value;
 
 use crate::error::GatewayError;
 use crate::secret::Secret;
-use crate::settings::App;
+use crate::settings::{App, WechatSettings};
 use crate::tokens::is_safe_id;
 
 mod calls;
+mod gate;
 pub mod relay;
 mod token;
 
 pub use calls::PhoneInfo;
+pub use gate::GateSettings;
 pub use token::AccessTokens;
 
 /// WeChat answers are small; anything bigger is not a real answer.
@@ -40,10 +42,13 @@ pub struct WechatClient {
     timeout: Duration,
     /// One managed `access_token` per app.
     pub tokens: AccessTokens,
+    /// The cap on calls in flight and the circuit breaker.
+    gate: gate::Gate,
 }
 
 impl WechatClient {
-    pub fn new(api_base: &str, timeout: Duration) -> Result<Self, reqwest::Error> {
+    pub fn new(settings: &WechatSettings) -> Result<Self, reqwest::Error> {
+        let timeout = settings.timeout;
         let http = reqwest::Client::builder()
             // A redirect would send the secret-bearing query somewhere else.
             .redirect(reqwest::redirect::Policy::none())
@@ -52,9 +57,10 @@ impl WechatClient {
             .build()?;
         Ok(Self {
             http,
-            api_base: api_base.to_string(),
+            api_base: settings.api_base.clone(),
             timeout,
             tokens: AccessTokens::default(),
+            gate: gate::Gate::new(settings.gate),
         })
     }
 
@@ -68,6 +74,7 @@ impl WechatClient {
             .append_pair("js_code", code)
             .append_pair("grant_type", "authorization_code");
         let answer = self.bounded("jscode2session", self.get(url)).await?;
+        self.gate.answered(errcode(&answer).unwrap_or(0));
         interpret_session(&answer, &app.appid)
     }
 
@@ -110,15 +117,32 @@ impl WechatClient {
         api: &'static str,
         call: impl std::future::Future<Output = Result<T, GatewayError>>,
     ) -> Result<T, GatewayError> {
+        let _admitted = self.gate.admit()?;
         let started = std::time::Instant::now();
-        match tokio::time::timeout(self.timeout, call).await {
+        let result = match tokio::time::timeout(self.timeout, call).await {
             Ok(result) => result,
             Err(_) => {
                 let elapsed_ms = started.elapsed().as_millis() as u64;
                 tracing::warn!(api, elapsed_ms, "WeChat did not answer in time");
                 Err(GatewayError::WechatTimeout)
             }
+        };
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(GatewayError::WechatTimeout) => "timeout",
+            Err(_) => "error",
+        };
+        // No answer at all counts toward the circuit breaker; a malformed answer does not
+        // (WeChat is up, and retrying would not change it).
+        if matches!(
+            result,
+            Err(GatewayError::WechatTimeout
+                | GatewayError::WechatUnavailable("unreachable" | "http error"))
+        ) {
+            self.gate.failed();
         }
+        crate::metrics::wechat_call(api, outcome, started.elapsed());
+        result
     }
 }
 
@@ -198,6 +222,7 @@ pub(crate) fn trace_id(answer: &Value) -> &str {
 fn interpret_session(answer: &Value, appid: &str) -> Result<WxSession, GatewayError> {
     let code = errcode(answer)?;
     if code != 0 {
+        crate::metrics::wechat_errcode("jscode2session", code);
         let error = login_error(code);
         let rid = trace_id(answer);
         match error {

@@ -99,7 +99,9 @@ async fn relay(gateway: &Gateway, request: Request<Incoming>) -> Result<Answer, 
             let outgoing = &outgoing;
             async move {
                 let answer = wechat.relay_once(outgoing, token.expose()).await?;
-                Ok(if refused_token(&answer) {
+                let code = answer_errcode(&answer);
+                wechat.gate.answered(code);
+                Ok(if token_refused(code) {
                     Used::TokenRefused
                 } else {
                     Used::Done(answer)
@@ -119,13 +121,17 @@ struct Outgoing<'a> {
     body: Bytes,
 }
 
-/// Whether WeChat's answer is a JSON error saying the token was refused.
-fn refused_token(answer: &Answer) -> bool {
-    answer.body.len() < 4096
-        && serde_json::from_slice::<Value>(&answer.body)
-            .ok()
-            .and_then(|v| errcode(&v).ok())
-            .is_some_and(token_refused)
+/// The errcode of a small JSON answer (0 for anything else: images, success).
+fn answer_errcode(answer: &Answer) -> i64 {
+    let code = (answer.body.len() < 4096)
+        .then(|| serde_json::from_slice::<Value>(&answer.body).ok())
+        .flatten()
+        .and_then(|v| errcode(&v).ok())
+        .unwrap_or(0);
+    if code != 0 {
+        crate::metrics::wechat_errcode("relay", code);
+    }
+    code
 }
 
 impl WechatClient {

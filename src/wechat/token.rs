@@ -172,7 +172,9 @@ impl WechatClient {
             .bounded("stable_token", self.send(self.post_json(url, &body)))
             .await?;
         let code = errcode(&answer)?;
+        self.gate.answered(code);
         if code != 0 {
+            crate::metrics::wechat_errcode("stable_token", code);
             let error = token_error(code);
             let rid = trace_id(&answer);
             if matches!(error, GatewayError::ServerMisconfigured(_)) {
