@@ -49,7 +49,8 @@ impl From<BodyError> for GatewayError {
 /// The client's request body with a byte cap and a deadline. Trailers are dropped: they must
 /// never be merged into headers, and wxgate re-frames what it sends upstream anyway.
 pub struct GuardedBody {
-    inner: Incoming,
+    /// `None` for an empty body (a request rebuilt to retry on another upstream).
+    inner: Option<Incoming>,
     remaining: u64,
     deadline: Instant,
     timer: Option<Pin<Box<Sleep>>>,
@@ -58,9 +59,19 @@ pub struct GuardedBody {
 impl GuardedBody {
     pub fn new(inner: Incoming, limit: u64, deadline: Instant) -> Self {
         Self {
-            inner,
+            inner: Some(inner),
             remaining: limit,
             deadline,
+            timer: None,
+        }
+    }
+
+    /// A body with nothing in it.
+    pub fn empty() -> Self {
+        Self {
+            inner: None,
+            remaining: 0,
+            deadline: Instant::now() + std::time::Duration::from_secs(3600),
             timer: None,
         }
     }
@@ -72,14 +83,15 @@ impl GuardedBody {
             Err(e) => Err(e.into()),
         }
     }
+}
 
-    fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let deadline = self.deadline;
-        let timer = self
-            .timer
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-        timer.as_mut().poll(cx)
-    }
+fn poll_deadline(
+    timer: &mut Option<Pin<Box<Sleep>>>,
+    deadline: Instant,
+    cx: &mut Context<'_>,
+) -> Poll<()> {
+    let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+    timer.as_mut().poll(cx)
 }
 
 impl Body for GuardedBody {
@@ -90,15 +102,19 @@ impl Body for GuardedBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = &mut *self;
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
         loop {
             // A client that drips bytes is always "ready" when polled, so the deadline is
             // checked on every frame, not only while waiting.
-            if Instant::now() >= self.deadline {
+            if Instant::now() >= this.deadline {
                 return Poll::Ready(Some(Err(BodyError::TimedOut)));
             }
-            match Pin::new(&mut self.inner).poll_frame(cx) {
+            match Pin::new(&mut *inner).poll_frame(cx) {
                 Poll::Pending => {
-                    ready!(self.poll_deadline(cx));
+                    ready!(poll_deadline(&mut this.timer, this.deadline, cx));
                     return Poll::Ready(Some(Err(BodyError::TimedOut)));
                 }
                 Poll::Ready(None) => return Poll::Ready(None),
@@ -106,10 +122,10 @@ impl Body for GuardedBody {
                 Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
                     Ok(data) => {
                         let len = data.len() as u64;
-                        if len > self.remaining {
+                        if len > this.remaining {
                             return Poll::Ready(Some(Err(BodyError::TooLarge)));
                         }
-                        self.remaining -= len;
+                        this.remaining -= len;
                         return Poll::Ready(Some(Ok(Frame::data(data))));
                     }
                     // Trailers (or unknown frames) are dropped; keep reading to the end.
@@ -120,11 +136,13 @@ impl Body for GuardedBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
     }
 }
 

@@ -2,12 +2,13 @@
 //! sent over a pooled keep-alive client, and the response comes back without hop-by-hop headers.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, EXPECT, HOST};
 use http::request::Parts;
-use http::{Request, Response, Uri, Version};
+use http::{Method, Request, Response, Uri, Version};
+use http_body::Body;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -30,15 +31,32 @@ const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 
 type UpstreamClient = Client<HttpConnector, GuardedBody>;
 
-/// One pooled client per route (each route has its own connect timeout), plus a
-/// round-robin cursor over the route's upstreams.
+/// One pooled client per route (each route has its own connect timeout), a round-robin
+/// cursor over the route's upstreams, and which of them are ejected.
 pub struct Forwarder {
-    clients: Vec<(UpstreamClient, AtomicUsize)>,
+    routes: Vec<RouteClient>,
+    /// Time base for ejections.
+    epoch: Instant,
+}
+
+struct RouteClient {
+    client: UpstreamClient,
+    cursor: AtomicUsize,
+    /// Per target: milliseconds since `epoch` until which it is skipped.
+    ejected_until: Vec<AtomicU64>,
+}
+
+/// Methods whose repetition has no further effect (RFC 9110 9.2.2).
+fn idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
 }
 
 impl Forwarder {
     pub fn new(routes: &RouteTable) -> Self {
-        let mut clients: Vec<(usize, UpstreamClient)> = routes
+        let mut clients: Vec<(usize, RouteClient)> = routes
             .iter()
             .map(|route| {
                 let mut connector = HttpConnector::new();
@@ -48,47 +66,104 @@ impl Forwarder {
                     .pool_timer(TokioTimer::new())
                     .pool_idle_timeout(std::time::Duration::from_secs(60))
                     .build(connector);
-                (route.index, client)
+                let ejected_until = route.upstreams.iter().map(|_| AtomicU64::new(0)).collect();
+                let route_client = RouteClient {
+                    client,
+                    cursor: AtomicUsize::new(0),
+                    ejected_until,
+                };
+                (route.index, route_client)
             })
             .collect();
         clients.sort_by_key(|(i, _)| *i);
         Self {
-            clients: clients
-                .into_iter()
-                .map(|(_, c)| (c, AtomicUsize::new(0)))
-                .collect(),
+            routes: clients.into_iter().map(|(_, c)| c).collect(),
+            epoch: Instant::now(),
         }
     }
 
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// The next target in turn that is not ejected (or the next in turn when all are).
+    fn pick(&self, rc: &RouteClient, tried: &[usize]) -> Option<usize> {
+        let n = rc.ejected_until.len();
+        let start = rc.cursor.fetch_add(1, Ordering::Relaxed);
+        let now = self.now_ms();
+        let fresh = |i: &usize| !tried.contains(i);
+        let open = (0..n)
+            .map(|k| (start + k) % n)
+            .filter(fresh)
+            .find(|&i| rc.ejected_until[i].load(Ordering::Relaxed) <= now);
+        open.or_else(|| (0..n).map(|k| (start + k) % n).find(fresh))
+    }
+
     /// Sends the prepared request; returns the upstream's response and how long it took.
+    ///
+    /// A target that refuses the connection is ejected for the route's `eject_for`. An
+    /// idempotent request without a body, which never reached that target, is retried once
+    /// on each other target.
     pub async fn send(
         &self,
         route: &Route,
         mut request: Request<GuardedBody>,
         path_and_query: &str,
     ) -> Result<(Response<Incoming>, std::time::Duration), GatewayError> {
-        let (client, cursor) = self
-            .clients
+        let rc = self
+            .routes
             .get(route.index)
             .ok_or(GatewayError::Internal("route without a client"))?;
-        let turn = cursor.fetch_add(1, Ordering::Relaxed);
-        let upstream = &route.upstreams[turn % route.upstreams.len()];
-        *request.uri_mut() = upstream_uri(upstream, path_and_query)?;
-        if let Ok(host) = HeaderValue::from_str(upstream.authority.as_str()) {
-            request.headers_mut().insert(HOST, host);
-        }
+        // Only what can be sent again is kept: a bodiless idempotent request.
+        let replay = (route.upstreams.len() > 1
+            && idempotent(request.method())
+            && request.body().is_end_stream())
+        .then(|| {
+            (
+                request.method().clone(),
+                request.version(),
+                request.headers().clone(),
+            )
+        });
+        let mut tried: Vec<usize> = Vec::new();
         let started = Instant::now();
-        let result = tokio::time::timeout(route.response_timeout, client.request(request)).await;
-        let elapsed = started.elapsed();
-        match result {
-            Ok(Ok(mut response)) => {
-                headers::remove_hop_by_hop(response.headers_mut());
-                Ok((response, elapsed))
+        loop {
+            let Some(target) = self.pick(rc, &tried) else {
+                return Err(GatewayError::UpstreamUnavailable);
+            };
+            tried.push(target);
+            let upstream = &route.upstreams[target];
+            *request.uri_mut() = upstream_uri(upstream, path_and_query)?;
+            if let Ok(host) = HeaderValue::from_str(upstream.authority.as_str()) {
+                request.headers_mut().insert(HOST, host);
             }
-            Ok(Err(e)) => Err(classify(&e, upstream)),
-            Err(_) => {
-                tracing::warn!(upstream = %upstream, "upstream did not answer in time");
-                Err(GatewayError::UpstreamTimeout)
+            let result =
+                tokio::time::timeout(route.response_timeout, rc.client.request(request)).await;
+            match result {
+                Ok(Ok(mut response)) => {
+                    headers::remove_hop_by_hop(response.headers_mut());
+                    return Ok((response, started.elapsed()));
+                }
+                Ok(Err(e)) if e.is_connect() => {
+                    let until = self.now_ms() + route.eject_for.as_millis() as u64;
+                    rc.ejected_until[target].store(until, Ordering::Relaxed);
+                    tracing::warn!(upstream = %upstream, error = %error_chain(&e), seconds = route.eject_for.as_secs(), "upstream refused the connection; ejected");
+                    match &replay {
+                        Some((method, version, headers)) if tried.len() < route.upstreams.len() => {
+                            let mut retry = Request::new(GuardedBody::empty());
+                            *retry.method_mut() = method.clone();
+                            *retry.version_mut() = *version;
+                            *retry.headers_mut() = headers.clone();
+                            request = retry;
+                        }
+                        _ => return Err(GatewayError::UpstreamUnavailable),
+                    }
+                }
+                Ok(Err(e)) => return Err(classify(&e, upstream)),
+                Err(_) => {
+                    tracing::warn!(upstream = %upstream, "upstream did not answer in time");
+                    return Err(GatewayError::UpstreamTimeout);
+                }
             }
         }
     }

@@ -70,6 +70,8 @@ pub struct Route {
     pub max_body_bytes: u64,
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
+    /// How long a target that refused a connection is skipped (with several upstreams).
+    pub eject_for: Duration,
 }
 
 /// Why no route took a request.
@@ -174,6 +176,7 @@ mod tests {
             max_body_bytes: 1024,
             connect_timeout: Duration::from_secs(1),
             response_timeout: Duration::from_secs(1),
+            eject_for: Duration::from_secs(1),
         }
     }
 

@@ -18,6 +18,8 @@ use crate::tokens::{self, Key, KeySet, Material};
 
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long an upstream target that refused a connection is skipped.
+const DEFAULT_EJECT_FOR: Duration = Duration::from_secs(10);
 /// Headers wxgate injects in the Cloud Run style; always stripped from clients.
 const CLOUDRUN_HEADERS: [&str; 4] = ["X-WX-OPENID", "X-WX-APPID", "X-WX-UNIONID", "X-WX-SOURCE"];
 /// WeChat APIs that take the app secret or hand out tokens: the relay never serves them.
@@ -744,6 +746,10 @@ impl Builder<'_> {
             Some(t) => self.duration(&at("response_timeout"), t),
             None => Some(DEFAULT_RESPONSE_TIMEOUT),
         };
+        let eject_for = match &r.eject_for {
+            Some(t) => self.duration(&at("eject_for"), t),
+            None => Some(DEFAULT_EJECT_FOR),
+        };
         let max_body_bytes = match r.max_body_bytes {
             Some(n) => self.positive(&at("max_body_bytes"), n),
             None => Some(default_body),
@@ -764,6 +770,7 @@ impl Builder<'_> {
             max_body_bytes: max_body_bytes?,
             connect_timeout: connect_timeout?,
             response_timeout: response_timeout?,
+            eject_for: eject_for?,
         })
     }
 

@@ -297,6 +297,7 @@ pub struct RouteSection {
     pub max_body_bytes: Option<u64>,
     pub connect_timeout: Option<String>,
     pub response_timeout: Option<String>,
+    pub eject_for: Option<String>,
 }
 
 fn default_route_auth() -> String {

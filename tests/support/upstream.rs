@@ -63,9 +63,12 @@ pub struct Upstream {
 
 impl Upstream {
     pub async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind upstream");
+        Self::start_at("127.0.0.1:0".parse().expect("addr")).await
+    }
+
+    /// A recording upstream on a given address (to bring back a target that was down).
+    pub async fn start_at(addr: SocketAddr) -> Self {
+        let listener = TcpListener::bind(addr).await.expect("bind upstream");
         let upstream = Self {
             addr: listener.local_addr().expect("addr"),
             seen: Arc::default(),
