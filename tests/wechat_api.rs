@@ -121,6 +121,37 @@ async fn a_refused_token_is_fetched_again_and_the_call_retried_once() {
 }
 
 #[tokio::test]
+async fn a_token_that_expires_between_calls_is_replaced_without_failing_a_call() {
+    let world = World::start_with(relay_config).await;
+    let (token, _) = logged_in(&world, "between1").await;
+    let (status, _) = phone(&world, &token, "pn-between-1").await;
+    assert_eq!(status, 200);
+    world.wechat.mock.expire_access_tokens();
+    let (status, answer) = phone(&world, &token, "pn-between-2").await;
+    assert_eq!(
+        status, 200,
+        "42001 led to a new token and one retry: {answer}"
+    );
+    assert_eq!(world.wechat.mock.calls(STABLE_TOKEN), 2);
+    world.wechat.mock.expire_access_tokens();
+    assert_eq!(relay(&world.gateway, SEND, json!({})).await.status(), 200);
+    assert_eq!(world.wechat.mock.calls(STABLE_TOKEN), 3);
+}
+
+async fn phone(world: &World, token: &str, code: &str) -> (u16, Value) {
+    let response = world
+        .http
+        .post(world.url("/auth/phone"))
+        .bearer_auth(token)
+        .json(&json!({ "code": code }))
+        .send()
+        .await
+        .expect("phone");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
 async fn quota_errors_are_answered_at_once_without_asking_wechat_again() {
     let world = World::start_with(relay_config).await;
     world.wechat.mock.fail_stable_token(Some(45009));

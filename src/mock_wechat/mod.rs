@@ -158,6 +158,15 @@ impl MockWechat {
         st.tokens.clear();
     }
 
+    /// Lets every access_token issued so far expire now: using one answers 42001, and the
+    /// next normal-mode `stable_token` issues a new one.
+    pub fn expire_access_tokens(&self) {
+        let now = Instant::now();
+        for (_, expiry) in self.state().tokens.values_mut() {
+            *expiry = now;
+        }
+    }
+
     /// Makes `stable_token` answer `errcode` (e.g. 45009, 45011, -1) until set to `None`.
     pub fn fail_stable_token(&self, errcode: Option<i64>) {
         self.state().token_error = errcode;
