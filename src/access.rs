@@ -18,14 +18,14 @@ use http_body::{Body, Frame, SizeHint};
 
 use crate::metrics::RouteMetrics;
 
-/// What is known about a request when its response head is ready.
+/// What is known about a request when its response head is ready. Its route (a prefix,
+/// `endpoint:login`…, or `-`) is the label of its metric handles.
 pub struct Record {
     pub started: Instant,
     pub request_id: HeaderValue,
     pub client_ip: IpAddr,
     pub method: Method,
     pub path: String,
-    pub route: Option<String>,
     pub status: u16,
     pub upstream: Option<Duration>,
     pub openid: Option<String>,
@@ -45,7 +45,7 @@ impl Record {
             client_ip = %self.client_ip,
             method = %self.method,
             path = %self.path,
-            route = self.route.as_deref().unwrap_or("-"),
+            route = self.metrics.label(),
             status = self.status,
             total_ms = total.as_secs_f64() * 1000.0,
             upstream_ms = self.upstream.map(|d| d.as_secs_f64() * 1000.0),

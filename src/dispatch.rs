@@ -32,7 +32,6 @@ pub struct Conn {
 /// Facts gathered along the way for the access log.
 #[derive(Default)]
 struct Trail {
-    route: Option<String>,
     openid: Option<String>,
     upstream: Option<Duration>,
     metrics: Option<Arc<RouteMetrics>>,
@@ -94,7 +93,6 @@ pub async fn handle(
         metrics: trail
             .metrics
             .unwrap_or_else(|| runtime.unrouted_metrics.clone()),
-        route: trail.route,
     };
     response.map(|body| Logged::new(body, record))
 }
@@ -113,7 +111,6 @@ async fn serve(
     admit(&request, &settings.server)?;
     let canonical = path::canonicalize(request.uri().path()).map_err(GatewayError::InvalidPath)?;
     if let Some(endpoint) = Endpoint::find(&canonical, &settings.auth.endpoint_prefix) {
-        trail.route = Some(format!("endpoint:{}", endpoint.name()));
         trail.metrics = runtime.endpoint_metrics.get(endpoint as usize).cloned();
         let call = Call {
             gateway,
@@ -131,7 +128,6 @@ async fn serve(
             Miss::NoRoute => GatewayError::NoRoute,
             Miss::Method(allowed) => GatewayError::MethodNotAllowed(allowed),
         })?;
-    trail.route = Some(route.prefix.clone());
     trail.metrics = runtime.route_metrics.get(route.index).cloned();
     if content_length(request.headers()).is_some_and(|n| n > route.max_body_bytes) {
         return Err(GatewayError::PayloadTooLarge);

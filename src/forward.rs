@@ -226,6 +226,8 @@ pub fn prepare_headers(
     hop: &Hop<'_>,
 ) -> Result<(), GatewayError> {
     let h = &mut parts.headers;
+    // Room for what wxgate adds, so the map grows at most once.
+    h.reserve(8);
     headers::remove_hop_by_hop(h);
     headers::strip_identity(h, &auth.identity.strip);
     if !auth.forward_token {

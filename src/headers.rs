@@ -31,7 +31,13 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
             headers.remove(name);
         }
     }
-    for name in HOP_BY_HOP {
+    // One pass over the (few) names present instead of a lookup per hop-by-hop name.
+    let hop = |name: &HeaderName| HOP_BY_HOP.contains(&name.as_str());
+    if !headers.keys().any(hop) {
+        return;
+    }
+    let names: Vec<HeaderName> = headers.keys().filter(|n| hop(n)).cloned().collect();
+    for name in names {
         headers.remove(name);
     }
 }
@@ -39,12 +45,13 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
 /// Removes every header whose name folds (case-insensitive, `_` as `-`) to one of `strip`,
 /// which holds folded names. WSGI, CGI and PHP map `X_OpenId` and `X-OpenId` to one variable.
 pub fn strip_identity(headers: &mut HeaderMap, strip: &[String]) {
-    let doomed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| strip.iter().any(|s| folds_to(name.as_str(), s)))
-        .cloned()
-        .collect();
-    for name in doomed {
+    let doomed = |name: &HeaderName| strip.iter().any(|s| folds_to(name.as_str(), s));
+    // The usual request carries none: look before allocating.
+    if !headers.keys().any(doomed) {
+        return;
+    }
+    let names: Vec<HeaderName> = headers.keys().filter(|n| doomed(n)).cloned().collect();
+    for name in names {
         headers.remove(name);
     }
 }

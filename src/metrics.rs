@@ -187,6 +187,7 @@ impl Metrics {
 
 /// Per-route handles, made when a configuration is built.
 pub struct RouteMetrics {
+    label: String,
     requests: [Counter; 5],
     seconds: [Histogram; 5],
     upstream: Histogram,
@@ -205,11 +206,17 @@ impl RouteMetrics {
             route: route.to_string(),
         };
         Arc::new(Self {
+            label: route.to_string(),
             requests: CLASSES.map(|c| m.requests.get_or_create_owned(&labels(c))),
             seconds: CLASSES.map(|c| m.request_seconds.get_or_create_owned(&labels(c))),
             upstream: m.upstream_seconds.get_or_create_owned(&route_label),
             bytes: m.response_bytes.get_or_create_owned(&route_label),
         })
+    }
+
+    /// The route label: a prefix, `endpoint:login`…, or `-`.
+    pub fn label(&self) -> &str {
+        &self.label
     }
 
     pub fn record(&self, status: u16, total: Duration, bytes: u64) {
