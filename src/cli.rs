@@ -90,7 +90,7 @@ pub fn init_tracing(json: bool) {
         .with_env_filter(filter)
         // Colour only for people: log files and collectors get plain text.
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+        .with_writer(crate::logwriter::BatchedStderr);
     let _ = if json {
         builder.json().flatten_event(true).try_init()
     } else {

@@ -40,6 +40,7 @@ pub mod forward;
 pub mod gateway;
 pub mod headers;
 pub mod hook;
+pub mod logwriter;
 pub mod metrics;
 pub mod mock_wechat;
 pub mod path;

@@ -10,6 +10,13 @@ use wxgate::cli::{self, Cli, Command, LogFormat};
 use wxgate::{Gateway, Listeners};
 
 fn main() -> ExitCode {
+    let code = dispatch();
+    // Batched log lines still waiting are written before the process ends.
+    wxgate::logwriter::flush();
+    code
+}
+
+fn dispatch() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
