@@ -81,7 +81,9 @@ async fn run(path: &std::path::Path, log_format: Option<LogFormat>) -> ExitCode 
         }
     };
     tokio::spawn(reload_on_sighup(Arc::clone(&gateway)));
-    wxgate::run(
+    // On a worker thread, not the main thread, so that accepting and serving share one
+    // scheduler's local queue instead of crossing threads for every new connection.
+    let served = tokio::spawn(wxgate::run(
         Listeners {
             public,
             tls,
@@ -89,8 +91,11 @@ async fn run(path: &std::path::Path, log_format: Option<LogFormat>) -> ExitCode 
         },
         gateway,
         cli::shutdown_signal(),
-    )
-    .await;
+    ));
+    if served.await.is_err() {
+        tracing::error!("the server task ended abnormally");
+        return ExitCode::FAILURE;
+    }
     tracing::info!("stopped");
     ExitCode::SUCCESS
 }
