@@ -120,7 +120,7 @@ cleanup() {
     if [ "${KEEP_TMP:-0}" = 1 ]; then echo "configs and logs kept in $TMP"; else rm -rf "$TMP"; fi
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'echo "bench: interrupted" >&2; exit 130' INT TERM
 
 # Ports below the ephemeral range, free now.
 USED_PORTS=" "

@@ -158,9 +158,16 @@ fn main() {
     let schedule = |i: u64| start + Duration::from_nanos(i * 1_000_000_000 / rate);
     let measure_from = schedule(warmup);
     let mut last_done = start;
+    // A server that stops answering fails the run instead of hanging it.
+    let give_up = schedule(total) + Duration::from_secs(10);
 
     while done_count < total {
         let now = Instant::now();
+        assert!(
+            now < give_up,
+            "{} requests unanswered 10 s after the last was due",
+            total - done_count
+        );
         while scheduled_count < total && schedule(scheduled_count) <= now {
             queued.push_back(schedule(scheduled_count));
             scheduled_count += 1;
