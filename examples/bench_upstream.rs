@@ -1,0 +1,56 @@
+//! The benchmark's tiny upstream (`bench/run.sh`): answers every request 200 `ok` over
+//! HTTP/1.1 keep-alive (or HTTP/2), and echoes the `x-openid` it received as
+//! `x-seen-openid` so the correctness checks can see what a proxy injected.
+//!
+//! `bench_upstream 127.0.0.1:PORT` — one thread: it is pinned to one core with the proxy.
+
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_TYPE};
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+
+fn answer(request: Request<Incoming>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(b"ok")));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    if let Some(openid) = request.headers().get("x-openid") {
+        headers.insert("x-seen-openid", openid.clone());
+    }
+    response
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let addr = std::env::args()
+        .nth(1)
+        .expect("usage: bench_upstream 127.0.0.1:PORT");
+    let listener = TcpListener::bind(&addr)
+        .await
+        .unwrap_or_else(|e| panic!("cannot listen on {addr}: {e}"));
+    eprintln!("bench_upstream listening on {addr}");
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors: say so and keep serving the open connections.
+                eprintln!("bench_upstream: accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(async move {
+            let service = service_fn(|request| async move { Ok::<_, Infallible>(answer(request)) });
+            let _ = auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
