@@ -16,7 +16,12 @@ use bytes::Bytes;
 use http::{HeaderValue, Method};
 use http_body::{Body, Frame, SizeHint};
 
+use crate::logwriter::{self, Format};
 use crate::metrics::RouteMetrics;
+
+thread_local! {
+    static LINE: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
 
 /// What is known about a request when its response head is ready. Its route (a prefix,
 /// `endpoint:login`…, or `-`) is the label of its metric handles.
@@ -39,6 +44,19 @@ impl Record {
         if let Some(upstream) = self.upstream {
             self.metrics.upstream(upstream);
         }
+        if !tracing::enabled!(target: "wxgate::access", tracing::Level::INFO) {
+            return;
+        }
+        if let Some(format) = logwriter::format() {
+            // The same line `tracing` would write, formatted directly: this runs for every
+            // request, and the generic formatter costs several times more.
+            LINE.with_borrow_mut(|line| {
+                line.clear();
+                self.format(line, format, total, bytes, complete);
+                logwriter::append(line.as_bytes());
+            });
+            return;
+        }
         tracing::info!(
             target: "wxgate::access",
             request_id = self.request_id.to_str().unwrap_or(""),
@@ -53,6 +71,191 @@ impl Record {
             complete,
             openid = self.openid.as_deref(),
         );
+    }
+}
+
+impl Record {
+    /// One access line in the format of `tracing_subscriber::fmt` (text, or JSON with
+    /// flattened fields), ending with a newline.
+    fn format(
+        &self,
+        out: &mut String,
+        format: Format,
+        total: Duration,
+        bytes: u64,
+        complete: bool,
+    ) {
+        use std::fmt::Write;
+        let request_id = self.request_id.to_str().unwrap_or("");
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let now = std::time::SystemTime::now();
+        match format {
+            Format::Text => {
+                push_timestamp(out, now);
+                out.push_str("  INFO wxgate::access: request_id=");
+                push_debug_str(out, request_id);
+                let _ = write!(
+                    out,
+                    " client_ip={} method={} path=",
+                    self.client_ip, self.method
+                );
+                push_escaped(out, &self.path, false);
+                out.push_str(" route=");
+                push_debug_str(out, self.metrics.label());
+                let _ = write!(out, " status={} total_ms={:.3}", self.status, ms(total));
+                if let Some(upstream) = self.upstream {
+                    let _ = write!(out, " upstream_ms={:.3}", ms(upstream));
+                }
+                let _ = write!(out, " bytes={bytes} complete={complete}");
+                if let Some(openid) = &self.openid {
+                    out.push_str(" openid=");
+                    push_debug_str(out, openid);
+                }
+            }
+            Format::Json => {
+                out.push_str("{\"timestamp\":\"");
+                push_timestamp(out, now);
+                out.push_str("\",\"level\":\"INFO\",\"request_id\":\"");
+                push_escaped(out, request_id, true);
+                let _ = write!(out, "\",\"client_ip\":\"{}\",\"method\":\"", self.client_ip);
+                push_escaped(out, self.method.as_str(), true);
+                out.push_str("\",\"path\":\"");
+                push_escaped(out, &self.path, true);
+                out.push_str("\",\"route\":\"");
+                push_escaped(out, self.metrics.label(), true);
+                let _ = write!(
+                    out,
+                    "\",\"status\":{},\"total_ms\":{:.3}",
+                    self.status,
+                    ms(total)
+                );
+                if let Some(upstream) = self.upstream {
+                    let _ = write!(out, ",\"upstream_ms\":{:.3}", ms(upstream));
+                }
+                let _ = write!(out, ",\"bytes\":{bytes},\"complete\":{complete}");
+                if let Some(openid) = &self.openid {
+                    out.push_str(",\"openid\":\"");
+                    push_escaped(out, openid, true);
+                    out.push('"');
+                }
+                out.push_str(",\"target\":\"wxgate::access\"}");
+            }
+        }
+        out.push('\n');
+    }
+}
+
+/// `"text"` as `Debug` quotes it (the values here never need more than the quotes).
+fn push_debug_str(out: &mut String, text: &str) {
+    out.push('"');
+    push_escaped(out, text, true);
+    out.push('"');
+}
+
+/// Escapes quotes, backslashes and control characters (JSON-style); outside quotes
+/// (`quoted` false) only control characters are escaped, so a line stays one line.
+fn push_escaped(out: &mut String, text: &str, quoted: bool) {
+    for c in text.chars() {
+        match c {
+            '"' | '\\' if quoted => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() => {
+                use std::fmt::Write;
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+}
+
+/// RFC 3339 UTC with microseconds, as `tracing_subscriber`'s default timer writes it.
+fn push_timestamp(out: &mut String, now: std::time::SystemTime) {
+    use std::fmt::Write;
+    let since = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = since.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Days since 1970-01-01 to a civil date (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let _ = write!(
+        out,
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        since.subsec_micros()
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        let at = |secs| {
+            let mut s = String::new();
+            push_timestamp(&mut s, std::time::UNIX_EPOCH + Duration::from_secs(secs));
+            s
+        };
+        assert_eq!(at(0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(at(951_782_400), "2000-02-29T00:00:00.000000Z");
+        assert_eq!(at(1_795_308_750), "2026-11-22T00:52:30.000000Z");
+    }
+
+    fn record(openid: Option<&str>) -> Record {
+        Record {
+            started: Instant::now(),
+            request_id: HeaderValue::from_static("rid-1"),
+            client_ip: IpAddr::from([127, 0, 0, 1]),
+            method: Method::GET,
+            path: "/api/x\"y".into(),
+            status: 200,
+            upstream: Some(Duration::from_micros(1500)),
+            openid: openid.map(str::to_string),
+            metrics: RouteMetrics::new("/api"),
+        }
+    }
+
+    #[test]
+    fn json_lines_parse_and_carry_every_field() {
+        let mut line = String::new();
+        record(Some("o1")).format(&mut line, Format::Json, Duration::from_millis(2), 11, true);
+        assert!(line.ends_with('\n'));
+        let v: serde_json::Value = serde_json::from_str(&line).expect("one JSON object");
+        assert_eq!(v["target"], "wxgate::access");
+        assert_eq!(v["path"], "/api/x\"y");
+        assert_eq!(v["route"], "/api");
+        assert_eq!(v["status"], 200);
+        assert_eq!(v["upstream_ms"], 1.5);
+        assert_eq!(v["bytes"], 11);
+        assert_eq!(v["openid"], "o1");
+    }
+
+    #[test]
+    fn text_lines_look_like_tracing_lines() {
+        let mut line = String::new();
+        record(None).format(&mut line, Format::Text, Duration::from_millis(2), 0, false);
+        assert!(line.contains("  INFO wxgate::access: request_id=\"rid-1\" client_ip=127.0.0.1 method=GET path=/api/x\"y route=\"/api\" status=200 total_ms=2.000 upstream_ms=1.500 bytes=0 complete=false\n"), "{line}");
+        assert!(!line.contains("openid"));
+    }
+
+    #[test]
+    fn lines_escape_what_could_break_them() {
+        let mut s = String::new();
+        push_escaped(&mut s, "a\"b\\c\nd", true);
+        assert_eq!(s, "a\\\"b\\\\c\\u000ad");
     }
 }
 

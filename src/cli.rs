@@ -91,11 +91,18 @@ pub fn init_tracing(json: bool) {
         // Colour only for people: log files and collectors get plain text.
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(crate::logwriter::BatchedStderr);
-    let _ = if json {
+    let installed = if json {
         builder.json().flatten_event(true).try_init()
     } else {
         builder.try_init()
     };
+    if installed.is_ok() {
+        crate::logwriter::install(if json {
+            crate::logwriter::Format::Json
+        } else {
+            crate::logwriter::Format::Text
+        });
+    }
 }
 
 /// Loads the config or prints why not (to stderr) and gives the exit code.

@@ -31,6 +31,9 @@ const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 
 type UpstreamClient = Client<HttpConnector, GuardedBody>;
 
+/// Idle keep-alive connections kept per upstream target.
+const MAX_IDLE_UPSTREAM_CONNECTIONS: usize = 128;
+
 /// One pooled client per route (each route has its own connect timeout), a round-robin
 /// cursor over the route's upstreams, and which of them are ejected.
 pub struct Forwarder {
@@ -65,6 +68,9 @@ impl Forwarder {
                 let client = Client::builder(TokioExecutor::new())
                     .pool_timer(TokioTimer::new())
                     .pool_idle_timeout(std::time::Duration::from_secs(60))
+                    // Enough idle connections for steady traffic; a burst of thousands of
+                    // clients must not leave thousands of idle upstream connections behind.
+                    .pool_max_idle_per_host(MAX_IDLE_UPSTREAM_CONNECTIONS)
                     .build(connector);
                 let ejected_until = route.upstreams.iter().map(|_| AtomicU64::new(0)).collect();
                 let route_client = RouteClient {

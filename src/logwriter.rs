@@ -20,6 +20,44 @@ static FLUSHER: Once = Once::new();
 /// Set when the flusher thread could not start: then every line is written at once.
 static UNBATCHED: AtomicBool = AtomicBool::new(false);
 
+/// Set by [`install`]: 0 when `init_tracing` did not run, 1 text, 2 JSON.
+static FORMAT: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// The format access lines are written in, when the binary set up logging.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// Records that `tracing` writes through this module, in `format`.
+pub fn install(format: Format) {
+    let code = match format {
+        Format::Text => 1,
+        Format::Json => 2,
+    };
+    FORMAT.store(code, Ordering::Relaxed);
+}
+
+/// The access-line format, or `None` when logging does not go through this module.
+pub fn format() -> Option<Format> {
+    match FORMAT.load(Ordering::Relaxed) {
+        1 => Some(Format::Text),
+        2 => Some(Format::Json),
+        _ => None,
+    }
+}
+
+/// Appends one finished line (with its newline) to the batch.
+pub fn append(line: &[u8]) {
+    BatchedStderr.start();
+    let mut pending = PENDING.lock().unwrap_or_else(PoisonError::into_inner);
+    pending.extend_from_slice(line);
+    if pending.len() >= MAX_PENDING || UNBATCHED.load(Ordering::Relaxed) {
+        write_out(&mut pending);
+    }
+}
+
 /// The `MakeWriter` for `tracing_subscriber::fmt`.
 #[derive(Clone, Copy, Default)]
 pub struct BatchedStderr;
