@@ -198,67 +198,6 @@ fn push_timestamp(out: &mut String, now: std::time::SystemTime) {
     );
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn timestamps_are_rfc3339_utc() {
-        let at = |secs| {
-            let mut s = String::new();
-            push_timestamp(&mut s, std::time::UNIX_EPOCH + Duration::from_secs(secs));
-            s
-        };
-        assert_eq!(at(0), "1970-01-01T00:00:00.000000Z");
-        assert_eq!(at(951_782_400), "2000-02-29T00:00:00.000000Z");
-        assert_eq!(at(1_795_308_750), "2026-11-22T00:52:30.000000Z");
-    }
-
-    fn record(openid: Option<&str>) -> Record {
-        Record {
-            started: Instant::now(),
-            request_id: HeaderValue::from_static("rid-1"),
-            client_ip: IpAddr::from([127, 0, 0, 1]),
-            method: Method::GET,
-            path: "/api/x\"y".into(),
-            status: 200,
-            upstream: Some(Duration::from_micros(1500)),
-            openid: openid.map(str::to_string),
-            metrics: RouteMetrics::new("/api"),
-        }
-    }
-
-    #[test]
-    fn json_lines_parse_and_carry_every_field() {
-        let mut line = String::new();
-        record(Some("o1")).format(&mut line, Format::Json, Duration::from_millis(2), 11, true);
-        assert!(line.ends_with('\n'));
-        let v: serde_json::Value = serde_json::from_str(&line).expect("one JSON object");
-        assert_eq!(v["target"], "wxgate::access");
-        assert_eq!(v["path"], "/api/x\"y");
-        assert_eq!(v["route"], "/api");
-        assert_eq!(v["status"], 200);
-        assert_eq!(v["upstream_ms"], 1.5);
-        assert_eq!(v["bytes"], 11);
-        assert_eq!(v["openid"], "o1");
-    }
-
-    #[test]
-    fn text_lines_look_like_tracing_lines() {
-        let mut line = String::new();
-        record(None).format(&mut line, Format::Text, Duration::from_millis(2), 0, false);
-        assert!(line.contains("  INFO wxgate::access: request_id=\"rid-1\" client_ip=127.0.0.1 method=GET path=/api/x\"y route=\"/api\" status=200 total_ms=2.000 upstream_ms=1.500 bytes=0 complete=false\n"), "{line}");
-        assert!(!line.contains("openid"));
-    }
-
-    #[test]
-    fn lines_escape_what_could_break_them() {
-        let mut s = String::new();
-        push_escaped(&mut s, "a\"b\\c\nd", true);
-        assert_eq!(s, "a\\\"b\\\\c\\u000ad");
-    }
-}
-
 /// A response body that counts what it sends and logs the request when it ends.
 pub struct Logged<B: Body> {
     inner: B,
@@ -324,5 +263,66 @@ impl<B: Body> Drop for Logged<B> {
         // An empty body may never be polled; a client may go away mid-body.
         let complete = self.inner.is_end_stream();
         self.finish(complete);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        let at = |secs| {
+            let mut s = String::new();
+            push_timestamp(&mut s, std::time::UNIX_EPOCH + Duration::from_secs(secs));
+            s
+        };
+        assert_eq!(at(0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(at(951_782_400), "2000-02-29T00:00:00.000000Z");
+        assert_eq!(at(1_795_308_750), "2026-11-22T00:52:30.000000Z");
+    }
+
+    fn record(openid: Option<&str>) -> Record {
+        Record {
+            started: Instant::now(),
+            request_id: HeaderValue::from_static("rid-1"),
+            client_ip: IpAddr::from([127, 0, 0, 1]),
+            method: Method::GET,
+            path: "/api/x\"y".into(),
+            status: 200,
+            upstream: Some(Duration::from_micros(1500)),
+            openid: openid.map(str::to_string),
+            metrics: RouteMetrics::new("/api"),
+        }
+    }
+
+    #[test]
+    fn json_lines_parse_and_carry_every_field() {
+        let mut line = String::new();
+        record(Some("o1")).format(&mut line, Format::Json, Duration::from_millis(2), 11, true);
+        assert!(line.ends_with('\n'));
+        let v: serde_json::Value = serde_json::from_str(&line).expect("one JSON object");
+        assert_eq!(v["target"], "wxgate::access");
+        assert_eq!(v["path"], "/api/x\"y");
+        assert_eq!(v["route"], "/api");
+        assert_eq!(v["status"], 200);
+        assert_eq!(v["upstream_ms"], 1.5);
+        assert_eq!(v["bytes"], 11);
+        assert_eq!(v["openid"], "o1");
+    }
+
+    #[test]
+    fn text_lines_look_like_tracing_lines() {
+        let mut line = String::new();
+        record(None).format(&mut line, Format::Text, Duration::from_millis(2), 0, false);
+        assert!(line.contains("  INFO wxgate::access: request_id=\"rid-1\" client_ip=127.0.0.1 method=GET path=/api/x\"y route=\"/api\" status=200 total_ms=2.000 upstream_ms=1.500 bytes=0 complete=false\n"), "{line}");
+        assert!(!line.contains("openid"));
+    }
+
+    #[test]
+    fn lines_escape_what_could_break_them() {
+        let mut s = String::new();
+        push_escaped(&mut s, "a\"b\\c\nd", true);
+        assert_eq!(s, "a\\\"b\\\\c\\u000ad");
     }
 }
