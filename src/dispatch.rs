@@ -295,8 +295,16 @@ fn authenticate(
     Ok(Some(identity))
 }
 
+/// A request id unique to this process: a random prefix chosen once, then a counter. Ids
+/// only need to be unique and unguessable enough to correlate logs, not secret, so the hot
+/// path does not draw from the system RNG for each request.
 fn new_request_id() -> HeaderValue {
-    let id = tokens::random_id(12);
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::LazyLock;
+    static PREFIX: LazyLock<String> = LazyLock::new(|| tokens::random_id(6));
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let id = format!("{}{n:08x}", *PREFIX);
     HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("-"))
 }
 

@@ -18,10 +18,15 @@ fn main() -> ExitCode {
 
 fn dispatch() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // One worker thread per CPU this process may run on (affinity respected). On a single
+    // CPU the current-thread scheduler does the same work without cross-thread handoffs.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut builder = if cpus == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("wxgate: cannot start the async runtime: {e}");
