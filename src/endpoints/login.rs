@@ -4,7 +4,7 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use serde_json::Value;
 
-use super::{json_body, new_refresh_token, token_response, Call};
+use super::{json_body, new_refresh_token, rate_limit, token_response, Call};
 use crate::body::ResBody;
 use crate::claims::Ext;
 use crate::error::GatewayError;
@@ -20,10 +20,7 @@ pub async fn login(
     request: Request<Incoming>,
 ) -> Result<Response<ResBody>, GatewayError> {
     // The limit comes first: garbage floods count too.
-    call.runtime
-        .limiter
-        .check(call.client.ip)
-        .map_err(|retry_after_secs| GatewayError::RateLimited { retry_after_secs })?;
+    rate_limit(&call)?;
     let body = json_body(&call, request).await?;
     let code = match body.get("code") {
         Some(Value::String(code)) if valid_code(code) => code.as_str(),

@@ -118,6 +118,14 @@ pub async fn handle(
     }
 }
 
+/// The per-client limit for endpoints that spend WeChat quota (login, phone).
+fn rate_limit(call: &Call<'_>) -> Result<(), GatewayError> {
+    call.runtime
+        .limiter
+        .check(call.client.ip)
+        .map_err(|retry_after_secs| GatewayError::RateLimited { retry_after_secs })
+}
+
 /// Reads a small JSON object body; anything else is `invalid_request`.
 async fn json_body(
     call: &Call<'_>,

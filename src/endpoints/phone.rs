@@ -8,7 +8,7 @@ use hyper::body::Incoming;
 use serde_json::{json, Value};
 
 use super::login::valid_code;
-use super::{bearer_session, json_body, mint_access, no_store, Call};
+use super::{bearer_session, json_body, mint_access, no_store, rate_limit, Call};
 use crate::body::ResBody;
 use crate::error::{json_response, GatewayError};
 use crate::store::Session;
@@ -18,10 +18,7 @@ pub async fn phone(
     request: Request<Incoming>,
 ) -> Result<Response<ResBody>, GatewayError> {
     // Each call spends WeChat quota: the per-client limit applies as for logins.
-    call.runtime
-        .limiter
-        .check(call.client.ip)
-        .map_err(|retry_after_secs| GatewayError::RateLimited { retry_after_secs })?;
+    rate_limit(&call)?;
     let session = bearer_session(&call, &request).await?;
     let body = json_body(&call, request).await?;
     let code = match body.get("code") {
