@@ -51,16 +51,7 @@ async fn user(world: &World) -> User {
 }
 
 async fn decrypt(world: &World, token: &str, body: Value) -> (u16, Value) {
-    let response = world
-        .http
-        .post(world.url("/auth/decrypt"))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .expect("request");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    world.post_bearer("/auth/decrypt", token, body).await
 }
 
 const IV: [u8; 16] = *b"0123456789abcdef";

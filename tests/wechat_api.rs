@@ -139,16 +139,9 @@ async fn a_token_that_expires_between_calls_is_replaced_without_failing_a_call()
 }
 
 async fn phone(world: &World, token: &str, code: &str) -> (u16, Value) {
-    let response = world
-        .http
-        .post(world.url("/auth/phone"))
-        .bearer_auth(token)
-        .json(&json!({ "code": code }))
-        .send()
+    world
+        .post_bearer("/auth/phone", token, json!({ "code": code }))
         .await
-        .expect("phone");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 #[tokio::test]
@@ -181,16 +174,7 @@ async fn logged_in(world: &World, code: &str) -> (String, String) {
 }
 
 async fn decrypt(world: &World, token: &str, body: Value) -> (u16, Value) {
-    let response = world
-        .http
-        .post(world.url("/auth/decrypt"))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .expect("decrypt");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    world.post_bearer("/auth/decrypt", token, body).await
 }
 
 #[tokio::test]

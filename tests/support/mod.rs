@@ -277,6 +277,25 @@ impl World {
             .expect("request")
     }
 
+    /// POSTs JSON with a bearer token; the status and the JSON answer (`Null` if none).
+    pub async fn post_bearer(
+        &self,
+        path: &str,
+        token: &str,
+        body: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let response = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or_default())
+    }
+
     pub async fn get_with_token(&self, path: &str, token: &str) -> reqwest::Response {
         self.http
             .get(self.url(path))
