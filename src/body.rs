@@ -14,7 +14,7 @@ use tokio::time::{Instant, Sleep};
 use crate::error::GatewayError;
 
 /// A response body: gateway-made bytes or the upstream's stream, without boxing.
-pub type ResBody = Either<Full<Bytes>, Incoming>;
+pub type ResBody = Either<Full<Bytes>, crate::upstream::UpstreamBody>;
 
 pub fn full(bytes: impl Into<Bytes>) -> ResBody {
     Either::Left(Full::new(bytes.into()))
@@ -144,16 +144,4 @@ impl Body for GuardedBody {
             .as_ref()
             .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
     }
-}
-
-/// Finds a [`BodyError`] in an error's source chain (a client or hyper error wrapping ours).
-pub fn find_body_error<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a BodyError> {
-    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(e) = current {
-        if let Some(found) = e.downcast_ref::<BodyError>() {
-            return Some(found);
-        }
-        current = e.source();
-    }
-    None
 }

@@ -164,7 +164,11 @@ async fn serve(
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         // Only an upgrade the client asked for, and wxgate let through, may switch protocols.
         let client_upgrade = client_upgrade.ok_or(GatewayError::UpstreamUnavailable)?;
-        upgrade::tunnel(client_upgrade, hyper::upgrade::on(&mut response));
+        let upstream = response
+            .body_mut()
+            .take_upgrade()
+            .ok_or(GatewayError::UpstreamUnavailable)?;
+        upgrade::tunnel(client_upgrade, upstream);
         upgrade::restore_headers(response.headers_mut());
     }
     Ok(response.map(http_body_util::Either::Right))

@@ -1,26 +1,25 @@
 //! Forwarding stage: the request upstream is rebuilt from a sanitised copy of the client's,
-//! sent over a pooled keep-alive client, and the response comes back without hop-by-hop headers.
+//! sent over a pooled keep-alive connection, and the response comes back without hop-by-hop
+//! headers.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, EXPECT, HOST};
 use http::request::Parts;
-use http::{Method, Request, Response, Uri, Version};
+use http::{Method, Request, Response, Version};
 use http_body::Body;
-use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::authn::Identity;
-use crate::body::{find_body_error, GuardedBody};
+use crate::body::GuardedBody;
 use crate::clientip::ClientAddr;
 use crate::error::GatewayError;
 use crate::headers;
 use crate::routes::{Route, RouteTable, Upstream};
 use crate::settings::{AuthSettings, IdentityHeaders};
+use crate::upstream::{self, Pool, UpstreamBody};
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -29,13 +28,13 @@ const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 
-type UpstreamClient = Client<HttpConnector, GuardedBody>;
-
 /// Idle keep-alive connections kept per upstream target.
 const MAX_IDLE_UPSTREAM_CONNECTIONS: usize = 128;
+/// An idle upstream connection unused for this long is closed.
+const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// One pooled client per route (each route has its own connect timeout), a round-robin
-/// cursor over the route's upstreams, and which of them are ejected.
+/// One connection pool per route target (each route has its own connect timeout), a
+/// round-robin cursor over the route's upstreams, and which of them are ejected.
 pub struct Forwarder {
     routes: Vec<RouteClient>,
     /// Time base for ejections.
@@ -43,14 +42,15 @@ pub struct Forwarder {
 }
 
 struct RouteClient {
-    client: UpstreamClient,
+    /// Per target, in the route's order.
+    pools: Vec<Arc<Pool>>,
     cursor: AtomicUsize,
     /// Per target: milliseconds since `epoch` until which it is skipped.
     ejected_until: Vec<AtomicU64>,
 }
 
 /// Methods whose repetition has no further effect (RFC 9110 9.2.2).
-fn idempotent(method: &Method) -> bool {
+pub(crate) fn idempotent(method: &Method) -> bool {
     matches!(
         *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
@@ -62,19 +62,23 @@ impl Forwarder {
         let mut clients: Vec<(usize, RouteClient)> = routes
             .iter()
             .map(|route| {
-                let mut connector = HttpConnector::new();
-                connector.set_connect_timeout(Some(route.connect_timeout));
-                connector.set_nodelay(true);
-                let client = Client::builder(TokioExecutor::new())
-                    .pool_timer(TokioTimer::new())
-                    .pool_idle_timeout(std::time::Duration::from_secs(60))
-                    // Enough idle connections for steady traffic; a burst of thousands of
-                    // clients must not leave thousands of idle upstream connections behind.
-                    .pool_max_idle_per_host(MAX_IDLE_UPSTREAM_CONNECTIONS)
-                    .build(connector);
+                let pools: Vec<Arc<Pool>> = route
+                    .upstreams
+                    .iter()
+                    .map(|upstream| {
+                        Pool::new(
+                            &upstream.authority,
+                            route.connect_timeout,
+                            UPSTREAM_IDLE_TIMEOUT,
+                            // Enough idle connections for steady traffic; a burst of
+                            // thousands of clients must not leave thousands behind.
+                            MAX_IDLE_UPSTREAM_CONNECTIONS,
+                        )
+                    })
+                    .collect();
                 let ejected_until = route.upstreams.iter().map(|_| AtomicU64::new(0)).collect();
                 let route_client = RouteClient {
-                    client,
+                    pools,
                     cursor: AtomicUsize::new(0),
                     ejected_until,
                 };
@@ -82,6 +86,11 @@ impl Forwarder {
             })
             .collect();
         clients.sort_by_key(|(i, _)| *i);
+        let all: Vec<Arc<Pool>> = clients
+            .iter()
+            .flat_map(|(_, c)| c.pools.iter().cloned())
+            .collect();
+        Pool::spawn_sweeper(&all);
         Self {
             routes: clients.into_iter().map(|(_, c)| c).collect(),
             epoch: Instant::now(),
@@ -115,7 +124,7 @@ impl Forwarder {
         route: &Route,
         mut request: Request<GuardedBody>,
         path_and_query: &str,
-    ) -> Result<(Response<Incoming>, std::time::Duration), GatewayError> {
+    ) -> Result<(Response<UpstreamBody>, Duration), GatewayError> {
         let rc = self
             .routes
             .get(route.index)
@@ -139,12 +148,17 @@ impl Forwarder {
             };
             tried.push(target);
             let upstream = &route.upstreams[target];
-            *request.uri_mut() = upstream_uri(upstream, path_and_query)?;
-            if let Ok(host) = HeaderValue::from_str(upstream.authority.as_str()) {
-                request.headers_mut().insert(HOST, host);
-            }
-            let result =
-                tokio::time::timeout(route.response_timeout, rc.client.request(request)).await;
+            let pool = &rc.pools[target];
+            let mut target_path =
+                String::with_capacity(upstream.base_path.len() + path_and_query.len());
+            target_path.push_str(&upstream.base_path);
+            target_path.push_str(path_and_query);
+            request.headers_mut().insert(HOST, pool.host_header.clone());
+            let result = tokio::time::timeout(
+                route.response_timeout,
+                upstream::send(pool, request, &target_path),
+            )
+            .await;
             match result {
                 Ok(Ok(mut response)) => {
                     headers::remove_hop_by_hop(response.headers_mut());
@@ -153,7 +167,7 @@ impl Forwarder {
                 Ok(Err(e)) if e.is_connect() => {
                     let until = self.now_ms() + route.eject_for.as_millis() as u64;
                     rc.ejected_until[target].store(until, Ordering::Relaxed);
-                    tracing::warn!(upstream = %upstream, error = %error_chain(&e), seconds = route.eject_for.as_secs(), "upstream refused the connection; ejected");
+                    tracing::warn!(upstream = %upstream, error = %e, seconds = route.eject_for.as_secs(), "upstream refused the connection; ejected");
                     match &replay {
                         Some((method, version, headers)) if tried.len() < route.upstreams.len() => {
                             let mut retry = Request::new(GuardedBody::empty());
@@ -165,7 +179,7 @@ impl Forwarder {
                         _ => return Err(GatewayError::UpstreamUnavailable),
                     }
                 }
-                Ok(Err(e)) => return Err(classify(&e, upstream)),
+                Ok(Err(e)) => return Err(classify(e, upstream)),
                 Err(_) => {
                     tracing::warn!(upstream = %upstream, "upstream did not answer in time");
                     return Err(GatewayError::UpstreamTimeout);
@@ -176,41 +190,14 @@ impl Forwarder {
 }
 
 /// A client-side body failure (too large, too slow) is the client's; the rest is upstream's.
-fn classify(e: &hyper_util::client::legacy::Error, upstream: &Upstream) -> GatewayError {
-    if let Some(body_error) = find_body_error(e) {
-        return match body_error {
-            crate::body::BodyError::TooLarge => GatewayError::PayloadTooLarge,
-            crate::body::BodyError::TimedOut => GatewayError::RequestTimeout,
-            crate::body::BodyError::Client(_) => {
-                GatewayError::InvalidRequest("the request body could not be read")
-            }
-        };
+fn classify(e: upstream::Error, upstream: &Upstream) -> GatewayError {
+    match e {
+        upstream::Error::Body(body_error) => body_error.into(),
+        e => {
+            tracing::warn!(upstream = %upstream, error = %e, "upstream request failed");
+            GatewayError::UpstreamUnavailable
+        }
     }
-    tracing::warn!(upstream = %upstream, error = %error_chain(e), "upstream request failed");
-    GatewayError::UpstreamUnavailable
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
-fn upstream_uri(upstream: &Upstream, path_and_query: &str) -> Result<Uri, GatewayError> {
-    let mut pq = String::with_capacity(upstream.base_path.len() + path_and_query.len());
-    pq.push_str(&upstream.base_path);
-    pq.push_str(path_and_query);
-    Uri::builder()
-        .scheme(upstream.scheme.clone())
-        .authority(upstream.authority.clone())
-        .path_and_query(pq)
-        .build()
-        .map_err(|_| GatewayError::Internal("upstream URI could not be built"))
 }
 
 /// What the forwarded request says about the client and the hop.

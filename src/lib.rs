@@ -53,6 +53,7 @@ pub mod store;
 pub mod tls;
 pub mod tokens;
 pub mod upgrade;
+pub mod upstream;
 pub mod userdata;
 pub mod verified;
 pub mod wechat;

@@ -3,11 +3,13 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::header::{HeaderMap, HeaderValue, CONNECTION, UPGRADE};
 use http::Version;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 /// A tunnel with no traffic either way for this long is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
@@ -35,17 +37,22 @@ pub fn restore_headers(headers: &mut HeaderMap) {
     headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
 }
 
-/// Joins the client's and the upstream's upgraded connections once both are ready.
-pub fn tunnel(client: OnUpgrade, upstream: OnUpgrade) {
+/// Joins the client's upgraded connection, once hyper hands it over, with the upstream's
+/// (whose bytes already read past its 101 answer go to the client first).
+pub fn tunnel(client: OnUpgrade, upstream: (TcpStream, Bytes)) {
     tokio::spawn(async move {
-        let (client, upstream) = match tokio::try_join!(client, upstream) {
-            Ok(pair) => pair,
+        let (upstream, early) = upstream;
+        let mut client = match client.await {
+            Ok(client) => TokioIo::new(client),
             Err(e) => {
                 tracing::debug!(error = %e, "upgrade did not complete");
                 return;
             }
         };
-        pump(TokioIo::new(client), TokioIo::new(upstream), IDLE_TIMEOUT).await;
+        if !early.is_empty() && client.write_all(&early).await.is_err() {
+            return;
+        }
+        pump(client, upstream, IDLE_TIMEOUT).await;
     });
 }
 

@@ -1,0 +1,270 @@
+//! The upstream side of the wire: response framings (length, chunked, until close), 1xx
+//! answers, HEAD, keep-alive reuse, pooled connections the upstream closed, and malformed or
+//! truncated responses, against a scripted upstream that writes raw bytes.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use support::{ConfigBuilder, Gateway, Wechat};
+
+/// What the scripted upstream writes for a request target, and whether it then closes.
+type Script = fn(&str) -> (Vec<u8>, bool);
+
+struct Scripted {
+    addr: SocketAddr,
+    connections: Arc<AtomicUsize>,
+}
+
+impl Scripted {
+    async fn start(script: Script) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counter = connections.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(serve(stream, script));
+            }
+        });
+        Self { addr, connections }
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+/// Reads request heads (and `Content-Length` bodies) and answers each from the script.
+async fn serve(mut stream: TcpStream, script: Script) {
+    let mut buf = Vec::new();
+    loop {
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let mut chunk = [0u8; 4096];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+        let length: usize = head
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| v.trim().parse().ok())
+            .unwrap_or(0);
+        while buf.len() < head_end + length {
+            let mut chunk = [0u8; 4096];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        buf.drain(..head_end + length);
+        let target = head.split(' ').nth(1).unwrap_or("").to_string();
+        let (answer, close) = script(&target);
+        if stream.write_all(&answer).await.is_err() {
+            return;
+        }
+        if close {
+            let _ = stream.shutdown().await;
+            return;
+        }
+    }
+}
+
+async fn gateway(upstream: &Scripted) -> (Wechat, Gateway) {
+    let wechat = Wechat::start().await;
+    let config = ConfigBuilder::new(&wechat.base(), &format!("http://{}", upstream.addr));
+    let gateway = Gateway::start(&config.text()).await;
+    (wechat, gateway)
+}
+
+async fn get(gw: &Gateway, path: &str) -> (u16, Vec<u8>) {
+    let response = support::client()
+        .get(gw.url(path))
+        .send()
+        .await
+        .expect("request");
+    let status = response.status().as_u16();
+    let body = response.bytes().await.expect("body").to_vec();
+    (status, body)
+}
+
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| b'a' + (i % 26) as u8).collect()
+}
+
+const LARGE: usize = 1 << 20;
+
+fn answers(target: &str) -> (Vec<u8>, bool) {
+    let path = target.rsplit('/').next().unwrap_or("");
+    let text = |s: &str| s.as_bytes().to_vec();
+    match path {
+        "chunked" => (
+            text("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nx-trailer: t\r\n\r\n"),
+            false,
+        ),
+        "until-close" => (text("HTTP/1.1 200 OK\r\n\r\nuntil close"), true),
+        "then-close" => (text("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"), true),
+        "informational" => (
+            text("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\nHTTP/1.1 201 Created\r\ncontent-length: 4\r\n\r\ndone"),
+            false,
+        ),
+        "two-lengths" => (
+            text("HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\nxy"),
+            true,
+        ),
+        "garbage" => (text("SSH-2.0-OpenSSH_9.2\r\n\r\n"), true),
+        "truncated" => (
+            text("HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly ten b"),
+            true,
+        ),
+        "large" => {
+            let mut out = format!("HTTP/1.1 200 OK\r\ncontent-length: {LARGE}\r\n\r\n").into_bytes();
+            out.extend_from_slice(&pattern(LARGE));
+            (out, false)
+        }
+        "large-chunked" => {
+            let mut out = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+            for piece in pattern(LARGE).chunks(7919) {
+                out.extend_from_slice(format!("{:X}\r\n", piece.len()).as_bytes());
+                out.extend_from_slice(piece);
+                out.extend_from_slice(b"\r\n");
+            }
+            out.extend_from_slice(b"0\r\n\r\n");
+            (out, false)
+        }
+        "head" => (
+            text("HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-type: text/plain\r\n\r\n"),
+            false,
+        ),
+        _ => (text("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nplain"), false),
+    }
+}
+
+#[tokio::test]
+async fn chunked_responses_arrive_whole_and_the_connection_is_reused() {
+    let upstream = Scripted::start(answers).await;
+    let (_wechat, gw) = gateway(&upstream).await;
+    for _ in 0..3 {
+        let (status, body) = get(&gw, "/public/chunked").await;
+        assert_eq!((status, body.as_slice()), (200, &b"hello world"[..]));
+    }
+    assert_eq!(
+        upstream.connections(),
+        1,
+        "one kept-alive upstream connection"
+    );
+}
+
+#[tokio::test]
+async fn a_response_without_a_length_ends_with_its_connection() {
+    let upstream = Scripted::start(answers).await;
+    let (_wechat, gw) = gateway(&upstream).await;
+    for _ in 0..2 {
+        let (status, body) = get(&gw, "/public/until-close").await;
+        assert_eq!((status, body.as_slice()), (200, &b"until close"[..]));
+    }
+    assert_eq!(
+        upstream.connections(),
+        2,
+        "such a connection is never reused"
+    );
+}
+
+#[tokio::test]
+async fn pooled_connections_the_upstream_closed_are_replaced() {
+    let upstream = Scripted::start(answers).await;
+    let (_wechat, gw) = gateway(&upstream).await;
+    for _ in 0..5 {
+        let (status, body) = get(&gw, "/public/then-close").await;
+        assert_eq!((status, body.as_slice()), (200, &b"ok"[..]));
+    }
+    assert_eq!(upstream.connections(), 5);
+}
+
+#[tokio::test]
+async fn informational_answers_are_skipped() {
+    let upstream = Scripted::start(answers).await;
+    let (_wechat, gw) = gateway(&upstream).await;
+    let (status, body) = get(&gw, "/public/informational").await;
+    assert_eq!((status, body.as_slice()), (201, &b"done"[..]));
+    let (status, body) = get(&gw, "/public/informational").await;
+    assert_eq!((status, body.as_slice()), (201, &b"done"[..]));
+    assert_eq!(upstream.connections(), 1);
+}
+
+#[tokio::test]
+async fn malformed_responses_are_502_with_the_fixed_error() {
+    let upstream = Scripted::start(answers).await;
+    let (_wechat, gw) = gateway(&upstream).await;
+    for path in ["/public/two-lengths", "/public/garbage"] {
+        let (status, body) = get(&gw, path).await;
+        assert_eq!(status, 502, "{path}");
+        let json: serde_json::Value = serde_json::from_slice(&body).expect("JSON error");
+        assert_eq!(json["error"], "upstream_unavailable", "{path}");
+    }
+    // The gateway keeps serving afterwards.
+    assert_eq!(get(&gw, "/public/ok").await, (200, b"plain".to_vec()));
+}
+
+#[tokio::test]
+async fn large_bodies_stream_through_intact_in_both_framings() {
+    let upstream = Scripted::start(answers).await;
+    let (_wechat, gw) = gateway(&upstream).await;
+    for path in ["/public/large", "/public/large-chunked", "/public/large"] {
+        let (status, body) = get(&gw, path).await;
+        assert_eq!(status, 200, "{path}");
+        assert!(
+            body == pattern(LARGE),
+            "{path}: {} bytes differ",
+            body.len()
+        );
+    }
+    assert_eq!(upstream.connections(), 1, "each body was read to its end");
+}
+
+#[tokio::test]
+async fn a_head_answer_has_no_body_and_keeps_the_connection() {
+    let upstream = Scripted::start(answers).await;
+    let (_wechat, gw) = gateway(&upstream).await;
+    let client = support::client();
+    let response = client
+        .head(gw.url("/public/head"))
+        .send()
+        .await
+        .expect("head");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-length"], "5");
+    assert_eq!(get(&gw, "/public/ok").await, (200, b"plain".to_vec()));
+    assert_eq!(upstream.connections(), 1);
+}
+
+#[tokio::test]
+async fn an_upstream_that_dies_inside_the_body_aborts_the_response() {
+    let upstream = Scripted::start(answers).await;
+    let (_wechat, gw) = gateway(&upstream).await;
+    // The head may or may not have left before the failure; a whole body never arrives.
+    let outcome = support::client()
+        .get(gw.url("/public/truncated"))
+        .send()
+        .await;
+    if let Ok(response) = outcome {
+        assert_eq!(response.status(), 200);
+        assert!(
+            response.bytes().await.is_err(),
+            "a truncated body must not look complete"
+        );
+    }
+    assert_eq!(get(&gw, "/public/ok").await, (200, b"plain".to_vec()));
+}
