@@ -66,12 +66,14 @@ fn headers(c: &mut Criterion) {
         phone: None,
     };
     let request_id = HeaderValue::from_static("req-0123456789");
+    let peer_value = HeaderValue::from_static("127.0.0.1");
     let hop = Hop {
         client: ClientAddr {
             ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             peer_trusted: false,
         },
         peer: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        peer_value: &peer_value,
         proto: "http",
         host: Some("api.example.com"),
         request_id: &request_id,

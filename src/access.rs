@@ -85,28 +85,36 @@ impl Record {
         bytes: u64,
         complete: bool,
     ) {
-        use std::fmt::Write;
         let request_id = self.request_id.to_str().unwrap_or("");
-        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         let now = std::time::SystemTime::now();
         match format {
             Format::Text => {
                 push_timestamp(out, now);
                 out.push_str("  INFO wxgate::access: request_id=");
                 push_debug_str(out, request_id);
-                let _ = write!(
-                    out,
-                    " client_ip={} method={} path=",
-                    self.client_ip, self.method
-                );
+                out.push_str(" client_ip=");
+                push_ip(out, self.client_ip);
+                out.push_str(" method=");
+                out.push_str(self.method.as_str());
+                out.push_str(" path=");
                 push_escaped(out, &self.path, false);
                 out.push_str(" route=");
                 push_debug_str(out, self.metrics.label());
-                let _ = write!(out, " status={} total_ms={:.3}", self.status, ms(total));
+                out.push_str(" status=");
+                push_num(out, u64::from(self.status));
+                out.push_str(" total_ms=");
+                push_ms(out, total);
                 if let Some(upstream) = self.upstream {
-                    let _ = write!(out, " upstream_ms={:.3}", ms(upstream));
+                    out.push_str(" upstream_ms=");
+                    push_ms(out, upstream);
                 }
-                let _ = write!(out, " bytes={bytes} complete={complete}");
+                out.push_str(" bytes=");
+                push_num(out, bytes);
+                out.push_str(if complete {
+                    " complete=true"
+                } else {
+                    " complete=false"
+                });
                 if let Some(openid) = &self.openid {
                     out.push_str(" openid=");
                     push_debug_str(out, openid);
@@ -117,22 +125,29 @@ impl Record {
                 push_timestamp(out, now);
                 out.push_str("\",\"level\":\"INFO\",\"request_id\":\"");
                 push_escaped(out, request_id, true);
-                let _ = write!(out, "\",\"client_ip\":\"{}\",\"method\":\"", self.client_ip);
+                out.push_str("\",\"client_ip\":\"");
+                push_ip(out, self.client_ip);
+                out.push_str("\",\"method\":\"");
                 push_escaped(out, self.method.as_str(), true);
                 out.push_str("\",\"path\":\"");
                 push_escaped(out, &self.path, true);
                 out.push_str("\",\"route\":\"");
                 push_escaped(out, self.metrics.label(), true);
-                let _ = write!(
-                    out,
-                    "\",\"status\":{},\"total_ms\":{:.3}",
-                    self.status,
-                    ms(total)
-                );
+                out.push_str("\",\"status\":");
+                push_num(out, u64::from(self.status));
+                out.push_str(",\"total_ms\":");
+                push_ms(out, total);
                 if let Some(upstream) = self.upstream {
-                    let _ = write!(out, ",\"upstream_ms\":{:.3}", ms(upstream));
+                    out.push_str(",\"upstream_ms\":");
+                    push_ms(out, upstream);
                 }
-                let _ = write!(out, ",\"bytes\":{bytes},\"complete\":{complete}");
+                out.push_str(",\"bytes\":");
+                push_num(out, bytes);
+                out.push_str(if complete {
+                    ",\"complete\":true"
+                } else {
+                    ",\"complete\":false"
+                });
                 if let Some(openid) = &self.openid {
                     out.push_str(",\"openid\":\"");
                     push_escaped(out, openid, true);
@@ -170,9 +185,47 @@ fn push_escaped(out: &mut String, text: &str, quoted: bool) {
     }
 }
 
+fn push_num(out: &mut String, n: u64) {
+    out.push_str(itoa::Buffer::new().format(n));
+}
+
+/// `n` in decimal, zero-padded to `width` digits.
+fn push_padded(out: &mut String, n: u64, width: usize) {
+    let mut buf = itoa::Buffer::new();
+    let digits = buf.format(n);
+    for _ in digits.len()..width {
+        out.push('0');
+    }
+    out.push_str(digits);
+}
+
+/// Milliseconds with three decimals (microsecond resolution), as `{:.3}` would print them.
+fn push_ms(out: &mut String, d: Duration) {
+    let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+    push_num(out, micros / 1000);
+    out.push('.');
+    push_padded(out, micros % 1000, 3);
+}
+
+fn push_ip(out: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                push_num(out, u64::from(octet));
+            }
+        }
+        IpAddr::V6(v6) => {
+            use std::fmt::Write;
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
 /// RFC 3339 UTC with microseconds, as `tracing_subscriber`'s default timer writes it.
 fn push_timestamp(out: &mut String, now: std::time::SystemTime) {
-    use std::fmt::Write;
     let since = now
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
@@ -188,14 +241,17 @@ fn push_timestamp(out: &mut String, now: std::time::SystemTime) {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    let _ = write!(
-        out,
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        since.subsec_micros()
-    );
+    let field = |out: &mut String, n: i64, width: usize, end: char| {
+        push_padded(out, u64::try_from(n).unwrap_or(0), width);
+        out.push(end);
+    };
+    field(out, year, 4, '-');
+    field(out, month, 2, '-');
+    field(out, day, 2, 'T');
+    field(out, rem / 3600, 2, ':');
+    field(out, rem % 3600 / 60, 2, ':');
+    field(out, rem % 60, 2, '.');
+    field(out, i64::from(since.subsec_micros()), 6, 'Z');
 }
 
 /// A response body that counts what it sends and logs the request when it ends.

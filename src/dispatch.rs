@@ -23,10 +23,25 @@ use crate::settings::ServerSettings;
 use crate::{headers, path, tokens, upgrade};
 
 /// What the server knows about the connection a request came on.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Conn {
     pub peer: SocketAddr,
     pub tls: bool,
+    /// The peer's IP as a header value, made once per connection: it is what
+    /// `X-Forwarded-For` and `X-Real-IP` say for a client that is not a trusted proxy.
+    pub peer_value: HeaderValue,
+}
+
+impl Conn {
+    pub fn new(peer: SocketAddr, tls: bool) -> Self {
+        let peer_value = HeaderValue::from_str(&peer.ip().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("-"));
+        Self {
+            peer,
+            tls,
+            peer_value,
+        }
+    }
 }
 
 /// Facts gathered along the way for the access log.
@@ -118,9 +133,15 @@ async fn serve(
             client,
             deadline,
         };
-        return endpoints::handle(endpoint, call, request).await;
+        // Boxed: the endpoints' futures are large, and the proxy path should not carry
+        // their size in every request's state.
+        return Box::pin(endpoints::handle(endpoint, call, request)).await;
     }
-    let host = request_host(&request);
+    let host = if settings.routes.has_hosts() {
+        request_host(&request)
+    } else {
+        None
+    };
     let route = settings
         .routes
         .find(&canonical, host.as_deref(), request.method())
@@ -146,6 +167,7 @@ async fn serve(
     let hop = Hop {
         client,
         peer: conn.peer.ip(),
+        peer_value: &conn.peer_value,
         proto: if conn.tls { "https" } else { "http" },
         host: original_host.as_deref(),
         request_id,
@@ -308,8 +330,15 @@ fn new_request_id() -> HeaderValue {
     static PREFIX: LazyLock<String> = LazyLock::new(|| tokens::random_id(6));
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let id = format!("{}{n:08x}", *PREFIX);
-    HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("-"))
+    // The prefix, then the counter as 8 (or more) hex digits, without the formatter.
+    let mut id = Vec::with_capacity(PREFIX.len() + 16);
+    id.extend_from_slice(PREFIX.as_bytes());
+    let digits = (64 - n.leading_zeros()).div_ceil(4).max(8);
+    for shift in (0..digits).rev() {
+        id.push(b"0123456789abcdef"[((n >> (shift * 4)) & 0xf) as usize]);
+    }
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(id))
+        .unwrap_or_else(|_| HeaderValue::from_static("-"))
 }
 
 #[cfg(test)]

@@ -204,6 +204,8 @@ fn classify(e: upstream::Error, upstream: &Upstream) -> GatewayError {
 pub struct Hop<'a> {
     pub client: ClientAddr,
     pub peer: IpAddr,
+    /// `peer` as a header value.
+    pub peer_value: &'a HeaderValue,
     pub proto: &'static str,
     pub host: Option<&'a str>,
     pub request_id: &'a HeaderValue,
@@ -259,9 +261,9 @@ fn strip_credentials(h: &mut HeaderMap, token_headers: &[HeaderName]) {
 
 fn set_forwarded(h: &mut HeaderMap, hop: &Hop<'_>) {
     let trusted = hop.client.peer_trusted;
-    // Only a trusted proxy's chain is kept; anyone else's is replaced, not appended to.
-    let mut chain = String::new();
     if trusted {
+        // Only a trusted proxy's chain is kept; anyone else's is replaced, not appended to.
+        let mut chain = String::new();
         for value in h
             .get_all(X_FORWARDED_FOR)
             .iter()
@@ -270,10 +272,16 @@ fn set_forwarded(h: &mut HeaderMap, hop: &Hop<'_>) {
             chain.push_str(value);
             chain.push_str(", ");
         }
+        chain.push_str(&hop.peer.to_string());
+        put(h, X_FORWARDED_FOR, &chain);
+    } else {
+        h.insert(X_FORWARDED_FOR, hop.peer_value.clone());
     }
-    chain.push_str(&hop.peer.to_string());
-    put(h, X_FORWARDED_FOR, &chain);
-    put(h, X_REAL_IP, &hop.client.ip.to_string());
+    if hop.client.ip == hop.peer {
+        h.insert(X_REAL_IP, hop.peer_value.clone());
+    } else {
+        put(h, X_REAL_IP, &hop.client.ip.to_string());
+    }
     if !trusted {
         h.remove(FORWARDED);
     }

@@ -86,13 +86,20 @@ pub enum Miss {
 pub struct RouteTable {
     /// Sorted by prefix length, longest first, so the first match is the longest prefix.
     routes: Vec<Route>,
+    /// Whether any route is limited to a host (else the request's host is never needed).
+    has_hosts: bool,
 }
 
 impl RouteTable {
     pub fn new(mut routes: Vec<Route>) -> Self {
         // Stable sort keeps file order among equal prefixes (host/method variants).
         routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
-        Self { routes }
+        let has_hosts = routes.iter().any(|r| r.host.is_some());
+        Self { routes, has_hosts }
+    }
+
+    pub fn has_hosts(&self) -> bool {
+        self.has_hosts
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Route> {

@@ -43,9 +43,10 @@ pub async fn run(listeners: Listeners, gateway: Arc<Gateway>, shutdown: impl Fut
         let gateway = gateway.clone();
         move |peer: SocketAddr| {
             let gateway = gateway.clone();
-            let conn = Conn { peer, tls };
+            let conn = Conn::new(peer, tls);
             move |request: Request<Incoming>| {
                 let gateway = gateway.clone();
+                let conn = conn.clone();
                 // Boxed: hyper keeps the slot for a request's future for the whole life of a
                 // connection, so an idle keep-alive connection holds a pointer, not the
                 // (several KiB) state of a request in flight.
