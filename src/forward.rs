@@ -261,7 +261,7 @@ fn strip_credentials(h: &mut HeaderMap, token_headers: &[HeaderName]) {
 
 fn set_forwarded(h: &mut HeaderMap, hop: &Hop<'_>) {
     let trusted = hop.client.peer_trusted;
-    if trusted {
+    if trusted && h.contains_key(X_FORWARDED_FOR) {
         // Only a trusted proxy's chain is kept; anyone else's is replaced, not appended to.
         let mut chain = String::new();
         for value in h
