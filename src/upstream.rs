@@ -468,17 +468,27 @@ fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Parsed>, Err
     } else {
         Version::HTTP_11
     };
+    // Where each name and value lies in the head, so that the values can share the head's
+    // memory once it is split off (no allocation per value, none for this list).
     let base = buf.as_ptr() as usize;
-    let mut spans = Vec::with_capacity(response.headers.len());
-    for header in response.headers.iter() {
-        let name = HeaderName::from_bytes(header.name.as_bytes())
-            .map_err(|_| Error::Protocol("bad header name"))?;
-        let start = header.value.as_ptr() as usize - base;
-        spans.push((name, start, start + header.value.len()));
+    let offset = |part: &[u8]| part.as_ptr() as usize - base;
+    let count = response.headers.len();
+    let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
+    for (span, header) in spans.iter_mut().zip(response.headers.iter()) {
+        let name = offset(header.name.as_bytes());
+        let value = offset(header.value);
+        *span = (
+            name,
+            name + header.name.len(),
+            value,
+            value + header.value.len(),
+        );
     }
     let head = buf.split_to(len).freeze();
-    let mut headers = HeaderMap::with_capacity(spans.len());
-    for (name, start, end) in spans {
+    let mut headers = HeaderMap::with_capacity(count);
+    for &(name_start, name_end, start, end) in &spans[..count] {
+        let name = HeaderName::from_bytes(&head[name_start..name_end])
+            .map_err(|_| Error::Protocol("bad header name"))?;
         let value = HeaderValue::from_maybe_shared(head.slice(start..end))
             .map_err(|_| Error::Protocol("bad header value"))?;
         headers.append(name, value);
