@@ -78,7 +78,31 @@ async fn admin_health_and_readiness_answer_on_their_own_port() {
     assert_eq!(public.status(), 404);
 }
 
-fn write_config(text: &str) -> std::path::PathBuf {
+/// A config file in a folder of its own, removed with the folder when dropped.
+struct TempConfig(std::path::PathBuf);
+
+impl std::ops::Deref for TempConfig {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for TempConfig {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempConfig {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+fn write_config(text: &str) -> TempConfig {
     let dir = std::env::temp_dir().join(format!(
         "wxgate-test-{}-{}",
         std::process::id(),
@@ -87,7 +111,7 @@ fn write_config(text: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).expect("temp dir");
     let path = dir.join("gateway.toml");
     std::fs::write(&path, text).expect("write config");
-    path
+    TempConfig(path)
 }
 
 #[test]
