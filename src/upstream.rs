@@ -310,6 +310,17 @@ pub async fn send(
         let sent = write_request(&mut conn, &head, &mut body, framing).await;
         let answer = match sent {
             Ok(()) => read_head(&mut conn, head_only).await,
+            // An upstream may answer (413, 401...) and stop reading before the body is
+            // all sent: its answer, if one came, is the answer, on a connection not reused.
+            Err(Error::Io(e)) if !body.is_end_stream() => {
+                match read_head(&mut conn, head_only).await {
+                    Ok(mut parsed) => {
+                        parsed.keep_alive = false;
+                        Ok(parsed)
+                    }
+                    Err(_) => Err(Error::Io(e)),
+                }
+            }
             Err(e) => Err(e),
         };
         match answer {

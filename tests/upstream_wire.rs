@@ -62,6 +62,14 @@ async fn serve(mut stream: TcpStream, script: Script) {
             .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
             .and_then(|(_, v)| v.trim().parse().ok())
             .unwrap_or(0);
+        let target = head.split(' ').nth(1).unwrap_or("").to_string();
+        if target.ends_with("/early") {
+            // Answers without reading the body, then closes with it unread.
+            let _ = stream
+                .write_all(b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 7\r\nconnection: close\r\n\r\ntoo big")
+                .await;
+            return;
+        }
         while buf.len() < head_end + length {
             let mut chunk = [0u8; 4096];
             match stream.read(&mut chunk).await {
@@ -70,7 +78,6 @@ async fn serve(mut stream: TcpStream, script: Script) {
             }
         }
         buf.drain(..head_end + length);
-        let target = head.split(' ').nth(1).unwrap_or("").to_string();
         let (answer, close) = script(&target);
         if stream.write_all(&answer).await.is_err() {
             return;
@@ -265,6 +272,25 @@ async fn an_upstream_that_dies_inside_the_body_aborts_the_response() {
             response.bytes().await.is_err(),
             "a truncated body must not look complete"
         );
+    }
+    assert_eq!(get(&gw, "/public/ok").await, (200, b"plain".to_vec()));
+}
+
+#[tokio::test]
+async fn an_upstream_that_answers_before_reading_the_body_is_heard() {
+    let upstream = Scripted::start(answers).await;
+    let (_wechat, gw) = gateway(&upstream).await;
+    let body = vec![b'x'; 4 << 20];
+    let outcome = support::client()
+        .post(gw.url("/public/early"))
+        .body(body)
+        .send()
+        .await;
+    // The upstream's early answer comes back, or the client's own request fails while it is
+    // still sending: never a hang, and never a 502 once the answer arrived.
+    if let Ok(response) = outcome {
+        assert_eq!(response.status(), 413);
+        assert_eq!(response.text().await.expect("body"), "too big");
     }
     assert_eq!(get(&gw, "/public/ok").await, (200, b"plain".to_vec()));
 }
