@@ -10,7 +10,7 @@
 //! | admit (framing, limits), canonical path, pick endpoint or route | [`dispatch`], [`path`], [`routes`] |
 //! | find and verify the token, refuse revoked sessions | [`authn`], [`tokens`] |
 //! | strip hop-by-hop and identity headers, inject identity | [`headers`], [`forward`] |
-//! | send upstream over a pooled client, stream back | [`forward`], [`body`] |
+//! | pick the target, send over a pooled keep-alive connection, stream back | [`forward`], [`upstream`], [`body`] |
 //! | tunnel WebSocket upgrades after the upstream's 101 | [`upgrade`] |
 //! | turn any failure into a JSON error response | [`error`] |
 //!
