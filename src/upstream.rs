@@ -32,7 +32,7 @@ const MAX_CHUNK_LINE: usize = 4096;
 const MAX_TRAILER_BYTES: usize = 16 * 1024;
 /// Read-buffer growth: room for a typical response in one read.
 const READ_CHUNK: usize = 8 * 1024;
-/// Request bodies frames up to this size are written with the head in one write.
+/// Request body frames up to this size in all are written together with the head.
 const COALESCE_BYTES: usize = 16 * 1024;
 
 /// What went wrong talking to an upstream.
