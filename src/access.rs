@@ -100,21 +100,7 @@ impl Record {
                 push_escaped(out, &self.path, false);
                 out.push_str(" route=");
                 push_debug_str(out, self.metrics.label());
-                out.push_str(" status=");
-                push_num(out, u64::from(self.status));
-                out.push_str(" total_ms=");
-                push_ms(out, total);
-                if let Some(upstream) = self.upstream {
-                    out.push_str(" upstream_ms=");
-                    push_ms(out, upstream);
-                }
-                out.push_str(" bytes=");
-                push_num(out, bytes);
-                out.push_str(if complete {
-                    " complete=true"
-                } else {
-                    " complete=false"
-                });
+                self.push_measures(out, format, total, bytes, complete);
                 if let Some(openid) = &self.openid {
                     out.push_str(" openid=");
                     push_debug_str(out, openid);
@@ -133,21 +119,8 @@ impl Record {
                 push_escaped(out, &self.path, true);
                 out.push_str("\",\"route\":\"");
                 push_escaped(out, self.metrics.label(), true);
-                out.push_str("\",\"status\":");
-                push_num(out, u64::from(self.status));
-                out.push_str(",\"total_ms\":");
-                push_ms(out, total);
-                if let Some(upstream) = self.upstream {
-                    out.push_str(",\"upstream_ms\":");
-                    push_ms(out, upstream);
-                }
-                out.push_str(",\"bytes\":");
-                push_num(out, bytes);
-                out.push_str(if complete {
-                    ",\"complete\":true"
-                } else {
-                    ",\"complete\":false"
-                });
+                out.push('"');
+                self.push_measures(out, format, total, bytes, complete);
                 if let Some(openid) = &self.openid {
                     out.push_str(",\"openid\":\"");
                     push_escaped(out, openid, true);
@@ -157,6 +130,41 @@ impl Record {
             }
         }
         out.push('\n');
+    }
+
+    /// The unquoted fields, in either format: status, durations, bytes, completeness.
+    fn push_measures(
+        &self,
+        out: &mut String,
+        format: Format,
+        total: Duration,
+        bytes: u64,
+        complete: bool,
+    ) {
+        let key = |out: &mut String, name: &str| match format {
+            Format::Text => {
+                out.push(' ');
+                out.push_str(name);
+                out.push('=');
+            }
+            Format::Json => {
+                out.push_str(",\"");
+                out.push_str(name);
+                out.push_str("\":");
+            }
+        };
+        key(out, "status");
+        push_num(out, u64::from(self.status));
+        key(out, "total_ms");
+        push_ms(out, total);
+        if let Some(upstream) = self.upstream {
+            key(out, "upstream_ms");
+            push_ms(out, upstream);
+        }
+        key(out, "bytes");
+        push_num(out, bytes);
+        key(out, "complete");
+        out.push_str(if complete { "true" } else { "false" });
     }
 }
 

@@ -110,12 +110,17 @@ impl Pool {
         })
     }
 
+    /// An idle connection that has not timed out and that the upstream has not closed.
+    fn usable(&self, entry: &Idle, now: Instant) -> bool {
+        now.duration_since(entry.since) < self.idle_timeout && entry.conn.is_open()
+    }
+
     /// A pooled connection that is still open, if there is one.
     fn checkout(&self) -> Option<Conn> {
         let now = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         while let Some(entry) = idle.pop() {
-            if now.duration_since(entry.since) < self.idle_timeout && entry.conn.is_open() {
+            if self.usable(&entry, now) {
                 return Some(entry.conn);
             }
         }
@@ -141,9 +146,7 @@ impl Pool {
     fn sweep(&self) {
         let now = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        idle.retain(|entry| {
-            now.duration_since(entry.since) < self.idle_timeout && entry.conn.is_open()
-        });
+        idle.retain(|entry| self.usable(entry, now));
     }
 
     /// Sweeps these pools every few seconds for as long as any of them is alive.
@@ -202,10 +205,7 @@ impl Conn {
 
     /// Reads more bytes into the buffer; `Ok(0)` at the end of the stream.
     async fn fill(&mut self) -> io::Result<usize> {
-        if self.buf.capacity() - self.buf.len() < 1024 {
-            self.buf.reserve(READ_CHUNK);
-        }
-        self.io.read_buf(&mut self.buf).await
+        std::future::poll_fn(|cx| self.poll_fill(cx)).await
     }
 
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
