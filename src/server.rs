@@ -1,25 +1,28 @@
 //! Accept loops: the public listener, the HTTPS listener and the admin listener, each
-//! connection served by hyper-util's auto builder (HTTP/1.1, and HTTP/2 by prior knowledge
-//! or ALPN), drained on shutdown.
+//! connection served by hyper as HTTP/1.1 or HTTP/2 (prior knowledge in cleartext, ALPN on
+//! TLS), drained on shutdown.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 
 use crate::dispatch::{self, Conn};
 use crate::gateway::Gateway;
 use crate::settings::ServerSettings;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body::Body;
 
 /// The sockets `run` serves; binding them is the caller's job, so tests can use port 0.
@@ -35,9 +38,11 @@ pub struct Listeners {
 pub async fn run(listeners: Listeners, gateway: Arc<Gateway>, shutdown: impl Future<Output = ()>) {
     let runtime = gateway.runtime();
     let limits = &runtime.settings.server;
-    let builder = connection_builder(limits);
+    let protocols = Arc::new(Protocols::new(limits));
     let grace = limits.shutdown_grace;
-    let graceful = GracefulShutdown::new();
+    // Every connection task holds a receiver: the drain begins with a send, and ends when the
+    // last receiver is gone.
+    let (drain_tx, drain) = watch::channel(());
     let admin_gateway = gateway.clone();
     let public = |tls: bool| {
         let gateway = gateway.clone();
@@ -64,63 +69,213 @@ pub async fn run(listeners: Listeners, gateway: Arc<Gateway>, shutdown: impl Fut
         }
     };
     tokio::pin!(shutdown);
+    let served = Served {
+        protocols: &protocols,
+        drain: &drain,
+        head_timeout: limits.header_read_timeout,
+    };
     let admin_loop = async {
         match listeners.admin {
-            Some(listener) => accept_loop(listener, &builder, &graceful, admin, "admin").await,
+            Some(listener) => accept_loop(listener, &served, admin, "admin").await,
             None => std::future::pending().await,
         }
     };
     let tls_loop = async {
         match listeners.tls {
-            Some(listener) => {
-                let handshake_timeout = limits.header_read_timeout;
-                let tls = Tls {
-                    gateway: &gateway,
-                    handshake_timeout,
-                };
-                tls_accept_loop(listener, &builder, &graceful, public(true), tls).await;
-            }
+            Some(listener) => tls_accept_loop(listener, &served, public(true), &gateway).await,
             None => std::future::pending().await,
         }
     };
     tokio::select! {
-        _ = accept_loop(listeners.public, &builder, &graceful, public(false), "public") => {}
+        _ = accept_loop(listeners.public, &served, public(false), "public") => {}
         _ = tls_loop => {}
         _ = admin_loop => {}
         _ = &mut shutdown => {}
     }
+    drop(drain);
     tracing::info!(
-        connections = graceful.count(),
+        connections = drain_tx.receiver_count(),
         "shutting down: no new connections"
     );
+    drain_tx.send_replace(());
     tokio::select! {
-        _ = graceful.shutdown() => tracing::info!("all connections finished"),
+        _ = drain_tx.closed() => tracing::info!("all connections finished"),
         _ = tokio::time::sleep(grace) => tracing::warn!("shutdown grace period ended with connections still open"),
     }
 }
 
-fn connection_builder(limits: &ServerSettings) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    // hyper's own limits stay above ours so that ours answer first, with a JSON body;
-    // hyper's only catch what would otherwise grow without bound.
-    let head_room = limits.max_header_bytes + limits.max_uri_bytes + 8192;
-    builder
-        .http1()
-        // Without a timer hyper never fires header_read_timeout (slowloris).
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(head_room.max(8192))
-        .max_headers(limits.max_headers + 32)
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(head_room).unwrap_or(u32::MAX))
-        .max_concurrent_streams(256)
-        .max_pending_accept_reset_streams(64)
-        .keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_timeout(Duration::from_secs(20));
-    builder
+/// HTTP/1.1 and HTTP/2 as configured. Which one a connection speaks is decided before hyper
+/// sees it: by ALPN on TLS, by the first bytes in cleartext ([`first_bytes`]).
+struct Protocols {
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+}
+
+impl Protocols {
+    fn new(limits: &ServerSettings) -> Self {
+        // hyper's own limits stay above ours so that ours answer first, with a JSON body;
+        // hyper's only catch what would otherwise grow without bound.
+        let head_room = limits.max_header_bytes + limits.max_uri_bytes + 8192;
+        let mut http1 = http1::Builder::new();
+        http1
+            // Without a timer hyper never fires header_read_timeout (slowloris).
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .max_buf_size(head_room.max(8192))
+            .max_headers(limits.max_headers + 32)
+            .keep_alive(true);
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(head_room).unwrap_or(u32::MAX))
+            .max_concurrent_streams(256)
+            .max_pending_accept_reset_streams(64)
+            .keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_timeout(Duration::from_secs(20));
+        Self { http1, http2 }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Protocol {
+    Http1,
+    Http2,
+}
+
+/// What every accept loop shares.
+struct Served<'a> {
+    protocols: &'a Arc<Protocols>,
+    drain: &'a watch::Receiver<()>,
+    /// How long a new connection may take to say anything (or to finish its TLS handshake).
+    head_timeout: Duration,
+}
+
+/// Serves one connection until it ends; once the drain begins, hyper finishes the request in
+/// flight and closes.
+async fn serve_connection<I, S, F, B>(
+    protocols: &Protocols,
+    protocol: Protocol,
+    io: I,
+    service: S,
+    mut drain: watch::Receiver<()>,
+    peer: SocketAddr,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
+    F: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let service = service_fn(service);
+    let ended = match protocol {
+        Protocol::Http1 => {
+            let connection = protocols
+                .http1
+                .serve_connection(io, service)
+                .with_upgrades();
+            tokio::pin!(connection);
+            tokio::select! {
+                ended = connection.as_mut() => ended,
+                _ = drain.changed() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            }
+        }
+        Protocol::Http2 => {
+            // Boxed: an HTTP/2 connection's state is several times an HTTP/1 one's, and the
+            // task of every HTTP/1 connection would otherwise be sized for it.
+            let mut connection = Box::pin(protocols.http2.serve_connection(io, service));
+            tokio::select! {
+                ended = connection.as_mut() => ended,
+                _ = drain.changed() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            }
+        }
+    };
+    if let Err(e) = ended {
+        tracing::debug!(error = %e, %peer, "connection ended with an error");
+    }
+}
+
+/// The HTTP/2 connection preface (RFC 9113 3.4): how a cleartext client with prior
+/// knowledge begins.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Reads a cleartext connection's first bytes: enough to tell the HTTP/2 preface from an
+/// HTTP/1 request. hyper then reads them first ([`Replay`]), so its buffer starts with the
+/// whole first read rather than a short one (which would make it double its buffer for the
+/// life of the connection). `None` when the client closes first.
+async fn first_bytes(stream: &mut TcpStream) -> Option<(Protocol, Bytes)> {
+    let mut head = BytesMut::with_capacity(8192);
+    loop {
+        if stream.read_buf(&mut head).await.ok()? == 0 {
+            return None;
+        }
+        let n = head.len().min(H2_PREFACE.len());
+        if head[..n] != H2_PREFACE[..n] {
+            return Some((Protocol::Http1, head.freeze()));
+        }
+        if n == H2_PREFACE.len() {
+            return Some((Protocol::Http2, head.freeze()));
+        }
+    }
+}
+
+/// An I/O stream whose first bytes were already read: they are read again first.
+struct Replay<I> {
+    head: Option<Bytes>,
+    io: I,
+}
+
+impl<I: hyper::rt::Read + Unpin> hyper::rt::Read for Replay<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        mut buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if let Some(mut head) = self.head.take() {
+            let n = head.len().min(buf.remaining());
+            buf.put_slice(&head.split_to(n));
+            if !head.is_empty() {
+                self.head = Some(head);
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<I: hyper::rt::Write + Unpin> hyper::rt::Write for Replay<I> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
 }
 
 /// Accepts the next connection; transient failures (out of file descriptors) back off.
@@ -141,8 +296,7 @@ async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
 
 async fn accept_loop<M, S, F, B>(
     listener: TcpListener,
-    builder: &auto::Builder<TokioExecutor>,
-    graceful: &GracefulShutdown,
+    served: &Served<'_>,
     make: M,
     name: &'static str,
 ) where
@@ -153,35 +307,36 @@ async fn accept_loop<M, S, F, B>(
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     loop {
-        let (stream, peer) = accept(&listener).await;
-        let service = service_fn(make(peer));
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let watched = graceful.watch(connection);
+        let (mut stream, peer) = accept(&listener).await;
+        let service = make(peer);
+        let protocols = served.protocols.clone();
+        let drain = served.drain.clone();
+        let head_timeout = served.head_timeout;
         let open = crate::metrics::connection_opened(name);
         tokio::spawn(async move {
             let _open = open;
-            if let Err(e) = watched.await {
-                tracing::debug!(error = %e, %peer, "connection ended with an error");
-            }
+            // A client that says nothing is closed like one that never finishes its head.
+            let first = tokio::time::timeout(head_timeout, first_bytes(&mut stream)).await;
+            let Ok(Some((protocol, head))) = first else {
+                return;
+            };
+            let io = Replay {
+                head: Some(head),
+                io: TokioIo::new(stream),
+            };
+            serve_connection(&protocols, protocol, io, service, drain, peer).await;
         });
     }
 }
 
-struct Tls<'a> {
-    gateway: &'a Gateway,
-    handshake_timeout: Duration,
-}
-
-/// Like [`accept_loop`], with a TLS handshake (bounded like a request head) first. Each
-/// handshake uses the certificate of the configuration current at that moment.
+/// Like [`accept_loop`], with a TLS handshake (bounded like a request head) first; ALPN
+/// chooses the protocol. Each handshake uses the certificate of the configuration current at
+/// that moment.
 async fn tls_accept_loop<M, S, F, B>(
     listener: TcpListener,
-    builder: &auto::Builder<TokioExecutor>,
-    graceful: &GracefulShutdown,
+    served: &Served<'_>,
     make: M,
-    tls: Tls<'_>,
+    gateway: &Gateway,
 ) where
     M: Fn(SocketAddr) -> S,
     S: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
@@ -191,16 +346,18 @@ async fn tls_accept_loop<M, S, F, B>(
 {
     loop {
         let (stream, peer) = accept(&listener).await;
-        let runtime = tls.gateway.runtime();
+        let runtime = gateway.runtime();
         let Some(settings) = runtime.settings.server.tls.as_ref() else {
             continue;
         };
         let acceptor = tokio_rustls::TlsAcceptor::from(settings.config.clone());
-        let service = service_fn(make(peer));
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        let handshake_timeout = tls.handshake_timeout;
+        let service = make(peer);
+        let protocols = served.protocols.clone();
+        let drain = served.drain.clone();
+        let handshake_timeout = served.head_timeout;
+        let open = crate::metrics::connection_opened("https");
         tokio::spawn(async move {
+            let _open = open;
             let stream =
                 match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                     Ok(Ok(stream)) => stream,
@@ -213,12 +370,20 @@ async fn tls_accept_loop<M, S, F, B>(
                         return;
                     }
                 };
-            let connection = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .into_owned();
-            if let Err(e) = watcher.watch(connection).await {
-                tracing::debug!(error = %e, %peer, "connection ended with an error");
-            }
+            // HTTP/2 over TLS is negotiated with ALPN, never assumed (RFC 9113 3.2).
+            let protocol = match stream.get_ref().1.alpn_protocol() {
+                Some(b"h2") => Protocol::Http2,
+                _ => Protocol::Http1,
+            };
+            serve_connection(
+                &protocols,
+                protocol,
+                TokioIo::new(stream),
+                service,
+                drain,
+                peer,
+            )
+            .await;
         });
     }
 }

@@ -470,6 +470,34 @@ async fn a_client_that_never_finishes_its_head_is_disconnected() {
 }
 
 #[tokio::test]
+async fn a_client_that_says_nothing_or_half_a_preface_is_disconnected() {
+    let timeout = "header_read_timeout = \"500ms\"";
+    let world = World::start_with(|c| c.server_extra = timeout.into()).await;
+    // Connected and silent: nothing to time as a head yet, but the same clock applies.
+    let mut silent = Raw::connect(world.gateway.addr).await;
+    assert!(
+        silent.closes_within(Duration::from_secs(5)).await,
+        "a silent connection was kept for 5 s"
+    );
+    // The start of the HTTP/2 preface, then nothing: neither protocol is ever decided.
+    let mut hesitant = Raw::connect(world.gateway.addr).await;
+    hesitant.send(b"PRI * HTTP/2").await;
+    assert!(
+        hesitant.closes_within(Duration::from_secs(5)).await,
+        "half a preface kept the connection for 5 s"
+    );
+    // A request split inside its first bytes is still read as HTTP/1.1.
+    let mut split = Raw::connect(world.gateway.addr).await;
+    split.send(b"P").await;
+    split
+        .send(b"UT /public/split HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+        .await;
+    let reply = split.reply().await.map(|r| r.status);
+    assert_eq!(reply, Some(200));
+    assert_eq!(targets(&world), vec!["/public/split".to_string()]);
+}
+
+#[tokio::test]
 async fn request_trailers_never_become_headers_upstream() {
     let world = World::start().await;
     let auth = format!("Authorization: Bearer {}", mint("trailer_1", 600));
