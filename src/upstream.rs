@@ -460,9 +460,16 @@ async fn read_head(conn: &mut Conn, head_only: bool) -> Result<Parsed, Error> {
 /// Parses a complete response head at the start of `buf` and removes it; `None` while it is
 /// incomplete. Header values share the head's memory, as hyper's do.
 fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Parsed>, Error> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut response = httparse::Response::new(&mut slots);
-    let len = match response.parse(buf) {
+    // Uninitialised slots: httparse fills only as many as the head has.
+    let mut slots =
+        [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut response,
+        buf,
+        &mut slots,
+    );
+    let len = match parsed {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => {
@@ -479,27 +486,20 @@ fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Parsed>, Err
     } else {
         Version::HTTP_11
     };
-    // Where each name and value lies in the head, so that the values can share the head's
-    // memory once it is split off (no allocation per value, none for this list).
+    // Names are parsed and checked while the head is borrowed; values become slices of the
+    // head once it is split off (no allocation per value). One spare slot is for the
+    // `X-Request-Id` the gateway adds to every response.
+    let mut headers = HeaderMap::with_capacity(response.headers.len() + 1);
     let base = buf.as_ptr() as usize;
-    let offset = |part: &[u8]| part.as_ptr() as usize - base;
-    let count = response.headers.len();
-    let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
-    for (span, header) in spans.iter_mut().zip(response.headers.iter()) {
-        let name = offset(header.name.as_bytes());
-        let value = offset(header.value);
-        *span = (
-            name,
-            name + header.name.len(),
-            value,
-            value + header.value.len(),
-        );
+    let mut values = Vec::with_capacity(response.headers.len());
+    for header in response.headers.iter() {
+        let name = HeaderName::from_bytes(header.name.as_bytes())
+            .map_err(|_| Error::Protocol("bad header name"))?;
+        let start = header.value.as_ptr() as usize - base;
+        values.push((name, start, start + header.value.len()));
     }
     let head = buf.split_to(len).freeze();
-    let mut headers = HeaderMap::with_capacity(count);
-    for &(name_start, name_end, start, end) in &spans[..count] {
-        let name = HeaderName::from_bytes(&head[name_start..name_end])
-            .map_err(|_| Error::Protocol("bad header name"))?;
+    for (name, start, end) in values {
         let value = HeaderValue::from_maybe_shared(head.slice(start..end))
             .map_err(|_| Error::Protocol("bad header value"))?;
         headers.append(name, value);
