@@ -162,7 +162,7 @@ async fn serve(
     }
     let websocket = route.websocket && upgrade::is_websocket(request.headers(), request.version());
     let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut request));
-    let (mut parts, body) = request.into_parts();
+    let (parts, body) = request.into_parts();
     let original_host = original_host(&parts);
     let hop = Hop {
         client,
@@ -172,15 +172,13 @@ async fn serve(
         host: original_host.as_deref(),
         request_id,
     };
-    forward::prepare_headers(&mut parts, &settings.auth, identity.as_deref(), &hop)?;
-    if websocket {
-        upgrade::restore_headers(&mut parts.headers);
-    }
+    let outgoing = forward::outgoing(&parts, &settings.auth, identity.as_deref(), &hop, websocket)?;
+    // The client's head is encoded: its memory (hyper's read buffer) is not held any longer.
+    drop(parts);
     let body = GuardedBody::new(body, route.max_body_bytes, deadline);
-    let upstream_request = Request::from_parts(parts, body);
     let (mut response, elapsed) = runtime
         .forwarder
-        .send(route, upstream_request, &path_and_query)
+        .send(route, &outgoing, body, &path_and_query)
         .await?;
     trail.upstream = Some(elapsed);
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {

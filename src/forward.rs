@@ -7,9 +7,11 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, EXPECT, HOST};
+use http::header::{
+    HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_LENGTH, EXPECT, HOST,
+};
 use http::request::Parts;
-use http::{Method, Request, Response, Version};
+use http::{Method, Response};
 use http_body::Body;
 
 use crate::authn::Identity;
@@ -114,7 +116,7 @@ impl Forwarder {
         open.or_else(|| (0..n).map(|k| (start + k) % n).find(fresh))
     }
 
-    /// Sends the prepared request; returns the upstream's response and how long it took.
+    /// Sends the request; returns the upstream's response and how long it took.
     ///
     /// A target that refuses the connection is ejected for the route's `eject_for`. An
     /// idempotent request without a body, which never reached that target, is retried once
@@ -122,24 +124,18 @@ impl Forwarder {
     pub async fn send(
         &self,
         route: &Route,
-        mut request: Request<GuardedBody>,
+        outgoing: &Outgoing,
+        body: GuardedBody,
         path_and_query: &str,
     ) -> Result<(Response<UpstreamBody>, Duration), GatewayError> {
         let rc = self
             .routes
             .get(route.index)
             .ok_or(GatewayError::Internal("route without a client"))?;
-        // Only what can be sent again is kept: a bodiless idempotent request.
-        let replay = (route.upstreams.len() > 1
-            && idempotent(request.method())
-            && request.body().is_end_stream())
-        .then(|| {
-            (
-                request.method().clone(),
-                request.version(),
-                request.headers().clone(),
-            )
-        });
+        // Only what can be sent again is: a bodiless idempotent request.
+        let replayable =
+            route.upstreams.len() > 1 && idempotent(&outgoing.method) && body.is_end_stream();
+        let mut body = Some(body);
         let mut tried: Vec<usize> = Vec::new();
         let started = Instant::now();
         loop {
@@ -153,10 +149,10 @@ impl Forwarder {
                 String::with_capacity(upstream.base_path.len() + path_and_query.len());
             target_path.push_str(&upstream.base_path);
             target_path.push_str(path_and_query);
-            request.headers_mut().insert(HOST, pool.host_header.clone());
+            let attempt_body = body.take().unwrap_or_else(GuardedBody::empty);
             let result = tokio::time::timeout(
                 route.response_timeout,
-                upstream::send(pool, request, &target_path),
+                upstream::send(pool, outgoing, attempt_body, &target_path),
             )
             .await;
             match result {
@@ -168,15 +164,8 @@ impl Forwarder {
                     let until = self.now_ms() + route.eject_for.as_millis() as u64;
                     rc.ejected_until[target].store(until, Ordering::Relaxed);
                     tracing::warn!(upstream = %upstream, error = %e, seconds = route.eject_for.as_secs(), "upstream refused the connection; ejected");
-                    match &replay {
-                        Some((method, version, headers)) if tried.len() < route.upstreams.len() => {
-                            let mut retry = Request::new(GuardedBody::empty());
-                            *retry.method_mut() = method.clone();
-                            *retry.version_mut() = *version;
-                            *retry.headers_mut() = headers.clone();
-                            request = retry;
-                        }
-                        _ => return Err(GatewayError::UpstreamUnavailable),
+                    if !replayable || tried.len() >= route.upstreams.len() {
+                        return Err(GatewayError::UpstreamUnavailable);
                     }
                 }
                 Ok(Err(e)) => return Err(classify(e, upstream)),
@@ -211,109 +200,144 @@ pub struct Hop<'a> {
     pub request_id: &'a HeaderValue,
 }
 
-/// Rewrites the client's headers for the upstream. The order is the guarantee: hop-by-hop
-/// headers (and whatever `Connection` names) go first, then every spelling of every identity
-/// header, and only then does wxgate add its own, so no client header can remove or fake them.
-pub fn prepare_headers(
-    parts: &mut Parts,
+/// The request as it goes upstream, less what each attempt fills in (the target and
+/// `Host`): the method and the header lines, encoded once.
+pub struct Outgoing {
+    pub method: Method,
+    /// `name: value\r\n` lines: the client's headers that may pass, then wxgate's own.
+    /// Never `Host`, `Content-Length` or `Transfer-Encoding`: the client sends those per
+    /// attempt, from the body's framing.
+    pub lines: Vec<u8>,
+    /// The client sent a `Content-Length` (so a bodiless request says `0` upstream too).
+    pub had_length: bool,
+}
+
+/// Builds the upstream request's headers from the client's. The rules are those of a
+/// rewrite in this order, applied as one filter: hop-by-hop headers (and whatever
+/// `Connection` names) go, then every spelling of every identity header, then gateway
+/// tokens and `Expect`; only then does wxgate add its own, so no client header can remove
+/// or fake them. `websocket` restores the upgrade headers the hop-by-hop rule removed.
+pub fn outgoing(
+    parts: &Parts,
     auth: &AuthSettings,
     identity: Option<&Identity>,
     hop: &Hop<'_>,
-) -> Result<(), GatewayError> {
-    let h = &mut parts.headers;
-    // Room for what wxgate adds, so the map grows at most once.
-    h.reserve(8);
-    headers::remove_hop_by_hop(h);
-    headers::strip_identity(h, &auth.identity.strip);
-    if !auth.forward_token {
-        strip_credentials(h, &auth.token_headers);
-    }
-    // hyper answered any `Expect: 100-continue` already; upstream gets a plain request.
-    h.remove(EXPECT);
-    set_forwarded(h, hop);
-    if let Some(identity) = identity {
-        inject_identity(h, &auth.identity, identity)?;
-        inject_claims(h, &auth.claim_headers, identity);
-    }
-    parts.version = Version::HTTP_11;
-    Ok(())
-}
-
-/// Removes gateway tokens on every route, whatever its auth mode (a token sent to a public
-/// route must not reach its upstream either). `Authorization` goes only when it carries a
-/// bearer token, so an upstream's own Basic credentials pass on public routes.
-fn strip_credentials(h: &mut HeaderMap, token_headers: &[HeaderName]) {
-    for name in token_headers {
-        if name != AUTHORIZATION {
-            h.remove(name);
-            continue;
-        }
-        let bearer = h.get_all(AUTHORIZATION).iter().any(|v| {
-            v.as_bytes()
-                .get(..7)
-                .is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"bearer "))
-        });
-        if bearer {
-            h.remove(AUTHORIZATION);
-        }
-    }
-}
-
-fn set_forwarded(h: &mut HeaderMap, hop: &Hop<'_>) {
+    websocket: bool,
+) -> Result<Outgoing, GatewayError> {
+    let h = &parts.headers;
+    let connection_named = headers::connection_named(h);
+    let strip_bearer = !auth.forward_token && carries_bearer(h);
+    // What a header must pass to reach upstream at all.
+    let passes = |name: &HeaderName| {
+        !(headers::is_hop_by_hop(name)
+            || connection_named.contains(name)
+            || headers::is_identity(name, &auth.identity.strip)
+            || (!auth.forward_token
+                && auth.token_headers.contains(name)
+                && (name != AUTHORIZATION || strip_bearer))
+            || name == EXPECT
+            || name == HOST
+            || name == CONTENT_LENGTH)
+    };
     let trusted = hop.client.peer_trusted;
-    if trusted && h.contains_key(X_FORWARDED_FOR) {
-        // Only a trusted proxy's chain is kept; anyone else's is replaced, not appended to.
-        let mut chain = String::new();
+    // A trusted proxy's X-Forwarded-Proto/-Host are kept; anyone else's are replaced.
+    let keep_proto = trusted && passes(&X_FORWARDED_PROTO) && h.contains_key(X_FORWARDED_PROTO);
+    let keep_host = trusted && passes(&X_FORWARDED_HOST) && h.contains_key(X_FORWARDED_HOST);
+    let chain = trusted && passes(&X_FORWARDED_FOR) && h.contains_key(X_FORWARDED_FOR);
+    let ours = |name: &HeaderName| {
+        name == X_FORWARDED_FOR
+            || name == X_REAL_IP
+            || name == X_REQUEST_ID
+            || (name == FORWARDED && !trusted)
+            || (name == X_FORWARDED_PROTO && !keep_proto)
+            || (name == X_FORWARDED_HOST && !keep_host)
+    };
+    let mut lines = Vec::with_capacity(512);
+    for (name, value) in h {
+        if passes(name) && !ours(name) {
+            put(&mut lines, name.as_str(), value.as_bytes());
+        }
+    }
+    // X-Forwarded-For: only a trusted proxy's chain is kept (and extended); anyone else's
+    // is replaced, not appended to.
+    lines.extend_from_slice(b"x-forwarded-for: ");
+    if chain {
         for value in h
             .get_all(X_FORWARDED_FOR)
             .iter()
             .filter_map(|v| v.to_str().ok())
         {
-            chain.push_str(value);
-            chain.push_str(", ");
+            lines.extend_from_slice(value.as_bytes());
+            lines.extend_from_slice(b", ");
         }
-        chain.push_str(&hop.peer.to_string());
-        put(h, X_FORWARDED_FOR, &chain);
-    } else {
-        h.insert(X_FORWARDED_FOR, hop.peer_value.clone());
     }
+    lines.extend_from_slice(hop.peer_value.as_bytes());
+    lines.extend_from_slice(b"\r\n");
     if hop.client.ip == hop.peer {
-        h.insert(X_REAL_IP, hop.peer_value.clone());
+        put(&mut lines, "x-real-ip", hop.peer_value.as_bytes());
     } else {
-        put(h, X_REAL_IP, &hop.client.ip.to_string());
+        put(
+            &mut lines,
+            "x-real-ip",
+            hop.client.ip.to_string().as_bytes(),
+        );
     }
-    if !trusted {
-        h.remove(FORWARDED);
+    if !keep_proto {
+        put(&mut lines, "x-forwarded-proto", hop.proto.as_bytes());
     }
-    if !trusted || !h.contains_key(X_FORWARDED_PROTO) {
-        h.insert(X_FORWARDED_PROTO, HeaderValue::from_static(hop.proto));
-    }
-    if !trusted || !h.contains_key(X_FORWARDED_HOST) {
-        h.remove(X_FORWARDED_HOST);
-        if let Some(host) = hop.host {
-            put(h, X_FORWARDED_HOST, host);
+    if !keep_host {
+        if let Some(host) = hop.host.filter(|host| is_value(host)) {
+            put(&mut lines, "x-forwarded-host", host.as_bytes());
         }
     }
-    h.insert(X_REQUEST_ID, hop.request_id.clone());
+    put(&mut lines, "x-request-id", hop.request_id.as_bytes());
+    if let Some(identity) = identity {
+        put_identity(&mut lines, &auth.identity, identity)?;
+        put_claims(&mut lines, &auth.claim_headers, identity);
+    }
+    if websocket {
+        lines.extend_from_slice(crate::upgrade::REQUEST_LINES);
+    }
+    Ok(Outgoing {
+        method: parts.method.clone(),
+        lines,
+        had_length: h.contains_key(CONTENT_LENGTH),
+    })
 }
 
-fn inject_identity(
-    h: &mut HeaderMap,
+/// Whether an `Authorization` header carries a bearer token: only then is it the gateway's
+/// to remove (an upstream's own Basic credentials pass on public routes).
+fn carries_bearer(h: &HeaderMap) -> bool {
+    h.get_all(AUTHORIZATION).iter().any(|v| {
+        v.as_bytes()
+            .get(..7)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"bearer "))
+    })
+}
+
+fn put_identity(
+    lines: &mut Vec<u8>,
     names: &IdentityHeaders,
     identity: &Identity,
 ) -> Result<(), GatewayError> {
-    // Values were checked against `^[A-Za-z0-9_-]{1,64}$` during verification.
-    let value = |v: &str| {
-        HeaderValue::from_str(v)
-            .map_err(|_| GatewayError::Internal("identity value is not a header value"))
+    // Values were checked against `^[A-Za-z0-9_-]{1,64}$` during verification; checked
+    // again here because these lines are written as they are.
+    let mut value = |name: &HeaderName, v: &str| {
+        if !is_value(v) {
+            return Err(GatewayError::Internal(
+                "identity value is not a header value",
+            ));
+        }
+        put(lines, name.as_str(), v.as_bytes());
+        Ok(())
     };
-    h.insert(names.openid.clone(), value(&identity.openid)?);
-    h.insert(names.appid.clone(), value(&identity.appid)?);
+    value(&names.openid, &identity.openid)?;
+    value(&names.appid, &identity.appid)?;
     if let Some(unionid) = &identity.unionid {
-        h.insert(names.unionid.clone(), value(unionid)?);
+        value(&names.unionid, unionid)?;
     }
     if let Some(source) = &names.source {
-        h.insert(source.clone(), HeaderValue::from_static("wxgate"));
+        value(source, "wxgate")?;
     }
     Ok(())
 }
@@ -322,27 +346,27 @@ fn inject_identity(
 /// number, any other name a hook claim. A claim the token lacks adds nothing (its header was
 /// stripped from the client's request all the same), and a value that is not a valid header
 /// value is skipped (the hook's answer was refused for it already).
-fn inject_claims(h: &mut HeaderMap, claim_headers: &[(String, HeaderName)], identity: &Identity) {
+fn put_claims(lines: &mut Vec<u8>, claim_headers: &[(String, HeaderName)], identity: &Identity) {
     for (claim, header) in claim_headers {
         let text = if claim == crate::claims::PHONE {
             identity.phone.as_deref().map(std::borrow::Cow::Borrowed)
         } else {
             identity.ext.get(claim).and_then(crate::claims::render)
         };
-        if let Some(value) = text.and_then(|t| HeaderValue::from_str(&t).ok()) {
-            h.insert(header.clone(), value);
+        if let Some(text) = text.filter(|t| is_value(t)) {
+            put(lines, header.as_str(), text.as_bytes());
         }
     }
 }
 
-/// Replaces all values of `name` with `value`, skipping values that are not valid headers.
-fn put(h: &mut HeaderMap, name: HeaderName, value: &str) {
-    match HeaderValue::from_str(value) {
-        Ok(v) => {
-            h.insert(name, v);
-        }
-        Err(_) => {
-            h.remove(name);
-        }
-    }
+/// What `HeaderValue::from_str` accepts: visible ASCII, spaces and tabs.
+fn is_value(text: &str) -> bool {
+    text.bytes().all(|b| (b >= 0x20 && b != 0x7f) || b == b'\t')
+}
+
+fn put(lines: &mut Vec<u8>, name: &str, value: &[u8]) {
+    lines.extend_from_slice(name.as_bytes());
+    lines.extend_from_slice(b": ");
+    lines.extend_from_slice(value);
+    lines.extend_from_slice(b"\r\n");
 }

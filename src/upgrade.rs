@@ -31,7 +31,12 @@ pub fn is_websocket(headers: &HeaderMap, version: Version) -> bool {
     version == Version::HTTP_11 && connection_upgrade && websocket
 }
 
-/// Puts back the two hop-by-hop headers an upgrade needs, after hygiene removed them.
+/// The upgrade headers of a forwarded WebSocket request, as header lines: the two
+/// hop-by-hop headers an upgrade needs, after hygiene removed the client's.
+pub const REQUEST_LINES: &[u8] = b"connection: upgrade\r\nupgrade: websocket\r\n";
+
+/// Puts back the two hop-by-hop headers an upgrade needs (on the 101 answer), after hygiene
+/// removed them.
 pub fn restore_headers(headers: &mut HeaderMap) {
     headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
     headers.insert(UPGRADE, HeaderValue::from_static("websocket"));

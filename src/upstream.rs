@@ -16,12 +16,13 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH};
-use http::{Method, Request, Response, StatusCode, Version};
+use http::{Method, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::body::{BodyError, GuardedBody};
+use crate::forward::Outgoing;
 
 /// The most a response head may take (status line and headers).
 const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -225,11 +226,11 @@ enum Framing {
     Chunked,
 }
 
-fn request_framing(method: &Method, headers: &HeaderMap, body: &GuardedBody) -> Framing {
+fn request_framing(method: &Method, had_length: bool, body: &GuardedBody) -> Framing {
     if body.is_end_stream() {
         // A request that carries no body but whose method usually does says so explicitly.
         let expects_body = matches!(*method, Method::POST | Method::PUT | Method::PATCH);
-        return if expects_body || headers.contains_key(CONTENT_LENGTH) {
+        return if expects_body || had_length {
             Framing::Length(0)
         } else {
             Framing::None
@@ -241,28 +242,23 @@ fn request_framing(method: &Method, headers: &HeaderMap, body: &GuardedBody) -> 
     }
 }
 
-/// The request line and headers. `Content-Length` and `Transfer-Encoding` are written from
-/// `framing`, never copied.
+/// The request line, `Host`, the header lines and the framing header (`Content-Length` or
+/// `Transfer-Encoding`, from `framing`: never copied from the client).
 fn encode_head(
     out: &mut Vec<u8>,
     method: &Method,
     target: &str,
-    headers: &HeaderMap,
+    host: &HeaderValue,
+    lines: &[u8],
     framing: Framing,
 ) {
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\n");
-    for (name, value) in headers {
-        if name == CONTENT_LENGTH || name == http::header::TRANSFER_ENCODING {
-            continue;
-        }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
+    out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+    out.extend_from_slice(host.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(lines);
     match framing {
         Framing::None => {}
         Framing::Length(n) => {
@@ -285,7 +281,8 @@ fn valid_target(target: &str) -> bool {
 /// a new one when the request can be sent again (no body, idempotent method).
 pub async fn send(
     pool: &Arc<Pool>,
-    request: Request<GuardedBody>,
+    request: &Outgoing,
+    mut body: GuardedBody,
     target: &str,
 ) -> Result<Response<UpstreamBody>, Error> {
     if !valid_target(target) {
@@ -293,13 +290,20 @@ pub async fn send(
             "the request target is not valid on a request line",
         ));
     }
-    let (parts, mut body) = request.into_parts();
-    let framing = request_framing(&parts.method, &parts.headers, &body);
-    let mut head = Vec::with_capacity(256 + parts.headers.len() * 48);
-    encode_head(&mut head, &parts.method, target, &parts.headers, framing);
-    let replayable = matches!(framing, Framing::None | Framing::Length(0))
-        && crate::forward::idempotent(&parts.method);
-    let head_only = parts.method == Method::HEAD;
+    let method = &request.method;
+    let framing = request_framing(method, request.had_length, &body);
+    let mut head = Vec::with_capacity(64 + target.len() + request.lines.len());
+    encode_head(
+        &mut head,
+        method,
+        target,
+        &pool.host_header,
+        &request.lines,
+        framing,
+    );
+    let replayable =
+        matches!(framing, Framing::None | Framing::Length(0)) && crate::forward::idempotent(method);
+    let head_only = method == Method::HEAD;
     let mut reused = pool.checkout();
     loop {
         let fresh = reused.is_none();
@@ -983,16 +987,13 @@ mod tests {
 
     #[test]
     fn request_heads_carry_wxgate_framing_only() {
-        let mut headers = HeaderMap::new();
-        headers.insert("host", HeaderValue::from_static("up:8080"));
-        headers.insert(CONTENT_LENGTH, HeaderValue::from_static("999"));
-        headers.insert("x-openid", HeaderValue::from_static("o1"));
         let mut out = Vec::new();
         encode_head(
             &mut out,
             &Method::POST,
             "/a?b=1",
-            &headers,
+            &HeaderValue::from_static("up:8080"),
+            b"x-openid: o1\r\n",
             Framing::Length(3),
         );
         assert_eq!(
