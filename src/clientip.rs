@@ -38,7 +38,7 @@ pub fn derive(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> ClientAdd
     }
     let mut client = peer;
     let hops = headers
-        .get_all("x-forwarded-for")
+        .get_all(http::header::HeaderName::from_static("x-forwarded-for"))
         .iter()
         .filter_map(|v| v.to_str().ok())
         .collect::<Vec<_>>();

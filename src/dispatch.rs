@@ -1,6 +1,7 @@
 //! The request path, as named phases: admit (framing and limits) → canonical path →
 //! gateway endpoint or route → authenticate → forward → respond, with one access-log line.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,6 +22,8 @@ use crate::metrics::RouteMetrics;
 use crate::routes::{AuthMode, Miss, Route};
 use crate::settings::ServerSettings;
 use crate::{headers, path, tokens, upgrade};
+
+const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
 /// What the server knows about the connection a request came on.
 #[derive(Debug, Clone)]
@@ -67,7 +70,7 @@ pub async fn handle(
     );
     let request_id = request
         .headers()
-        .get("x-request-id")
+        .get(X_REQUEST_ID)
         .filter(|v| headers::acceptable_request_id(v))
         .cloned()
         .unwrap_or_else(new_request_id);
@@ -95,7 +98,7 @@ pub async fn handle(
     });
     response
         .headers_mut()
-        .insert("x-request-id", request_id.clone());
+        .insert(X_REQUEST_ID, request_id.clone());
     let record = Record {
         started,
         request_id,
@@ -278,14 +281,14 @@ fn request_host(request: &Request<Incoming>) -> Option<String> {
 }
 
 /// The host as the client wrote it (with any port), for `X-Forwarded-Host`.
-fn original_host(parts: &http::request::Parts) -> Option<String> {
+fn original_host(parts: &http::request::Parts) -> Option<Cow<'_, str>> {
     match parts.uri.authority() {
         // Never the userinfo an absolute-form target may carry.
         Some(authority) => Some(match authority.port() {
-            Some(port) => format!("{}:{port}", authority.host()),
-            None => authority.host().to_string(),
+            Some(port) => Cow::Owned(format!("{}:{port}", authority.host())),
+            None => Cow::Borrowed(authority.host()),
         }),
-        None => parts.headers.get(HOST)?.to_str().ok().map(str::to_string),
+        None => parts.headers.get(HOST)?.to_str().ok().map(Cow::Borrowed),
     }
 }
 

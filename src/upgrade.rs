@@ -17,6 +17,9 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 /// An HTTP/1.1 `Connection: upgrade` + `Upgrade: websocket` request. Any other protocol
 /// (`h2c` above all) is not an upgrade wxgate honours: its headers are simply dropped.
 pub fn is_websocket(headers: &HeaderMap, version: Version) -> bool {
+    if version != Version::HTTP_11 || !headers.contains_key(UPGRADE) {
+        return false;
+    }
     let connection_upgrade = headers
         .get_all(CONNECTION)
         .iter()
