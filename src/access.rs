@@ -178,6 +178,12 @@ fn push_debug_str(out: &mut String, text: &str) {
 /// Escapes quotes, backslashes and control characters (JSON-style); outside quotes
 /// (`quoted` false) only control characters are escaped, so a line stays one line.
 fn push_escaped(out: &mut String, text: &str, quoted: bool) {
+    // The usual text (ids, paths, route labels) has nothing to escape.
+    let plain = |b: u8| (0x20..0x7f).contains(&b) && !(quoted && (b == b'"' || b == b'\\'));
+    if text.bytes().all(plain) {
+        out.push_str(text);
+        return;
+    }
     for c in text.chars() {
         match c {
             '"' | '\\' if quoted => {
@@ -234,10 +240,29 @@ fn push_ip(out: &mut String, ip: IpAddr) {
 
 /// RFC 3339 UTC with microseconds, as `tracing_subscriber`'s default timer writes it.
 fn push_timestamp(out: &mut String, now: std::time::SystemTime) {
+    thread_local! {
+        /// The second last formatted, and its text up to the fraction ("…T12:34:56.").
+        static SECOND: std::cell::RefCell<(u64, String)> =
+            const { std::cell::RefCell::new((u64::MAX, String::new())) };
+    }
     let since = now
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    let secs = since.as_secs() as i64;
+    SECOND.with_borrow_mut(|(secs, text)| {
+        if *secs != since.as_secs() {
+            *secs = since.as_secs();
+            text.clear();
+            push_second(text, *secs);
+        }
+        out.push_str(text);
+    });
+    push_padded(out, u64::from(since.subsec_micros()), 6);
+    out.push('Z');
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.` (UTC) for a Unix time.
+fn push_second(out: &mut String, secs: u64) {
+    let secs = secs as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Days since 1970-01-01 to a civil date (H. Hinnant's algorithm).
     let z = days + 719_468;
@@ -259,7 +284,6 @@ fn push_timestamp(out: &mut String, now: std::time::SystemTime) {
     field(out, rem / 3600, 2, ':');
     field(out, rem % 3600 / 60, 2, ':');
     field(out, rem % 60, 2, '.');
-    field(out, i64::from(since.subsec_micros()), 6, 'Z');
 }
 
 /// A response body that counts what it sends and logs the request when it ends.
