@@ -126,7 +126,7 @@ async fn serve(
 ) -> Result<Response<ResBody>, GatewayError> {
     let settings = &runtime.settings;
     let deadline = tokio::time::Instant::now() + settings.server.request_timeout;
-    admit(&request, &settings.server)?;
+    let length = admit(&request, &settings.server)?;
     let canonical = path::canonicalize(request.uri().path()).map_err(GatewayError::InvalidPath)?;
     if let Some(endpoint) = Endpoint::find(&canonical, &settings.auth.endpoint_prefix) {
         trail.metrics = runtime.endpoint_metrics.get(endpoint as usize).cloned();
@@ -153,7 +153,7 @@ async fn serve(
             Miss::Method(allowed) => GatewayError::MethodNotAllowed(allowed),
         })?;
     trail.metrics = runtime.route_metrics.get(route.index).cloned();
-    if content_length(request.headers()).is_some_and(|n| n > route.max_body_bytes) {
+    if length.is_some_and(|n| n > route.max_body_bytes) {
         return Err(GatewayError::PayloadTooLarge);
     }
     let identity = authenticate(gateway, runtime, route, request.headers())?;
@@ -198,7 +198,11 @@ async fn serve(
 }
 
 /// Request-level checks hyper leaves to us: the request target, `Host`, framing and limits.
-fn admit(request: &Request<Incoming>, limits: &ServerSettings) -> Result<(), GatewayError> {
+/// Returns the declared `Content-Length`, if any.
+fn admit(
+    request: &Request<Incoming>,
+    limits: &ServerSettings,
+) -> Result<Option<u64>, GatewayError> {
     if request.method() == Method::CONNECT {
         return Err(GatewayError::InvalidRequest("CONNECT is not supported"));
     }
@@ -213,24 +217,34 @@ fn admit(request: &Request<Incoming>, limits: &ServerSettings) -> Result<(), Gat
     if headers.len() > limits.max_headers {
         return Err(GatewayError::HeadersTooLarge);
     }
-    let header_bytes: usize = headers
-        .iter()
-        .map(|(name, value)| name.as_str().len() + value.len() + 4)
-        .sum();
+    // One pass: the head's size, and whether the headers the framing rules name are there.
+    let (mut header_bytes, mut hosts, mut framed, mut sized) = (0, 0, false, false);
+    for (name, value) in headers {
+        header_bytes += name.as_str().len() + value.len() + 4;
+        if name == HOST {
+            hosts += 1;
+        } else if name == TRANSFER_ENCODING {
+            framed = true;
+        } else if name == CONTENT_LENGTH {
+            sized = true;
+        }
+    }
     if header_bytes > limits.max_header_bytes {
         return Err(GatewayError::HeadersTooLarge);
     }
-    let hosts = headers.get_all(HOST).iter().count();
     if hosts > 1 || (hosts == 0 && request.version() == Version::HTTP_11) {
         return Err(GatewayError::BadFraming(
             "exactly one Host header is required",
         ));
     }
-    check_framing(headers)?;
-    if content_length(headers).is_some_and(|n| n > limits.max_body_bytes) {
+    if framed {
+        check_framing(headers)?;
+    }
+    let length = if sized { content_length(headers) } else { None };
+    if length.is_some_and(|n| n > limits.max_body_bytes) {
         return Err(GatewayError::PayloadTooLarge);
     }
-    Ok(())
+    Ok(length)
 }
 
 /// A `Transfer-Encoding` must be exactly one `chunked`, and never beside `Content-Length`

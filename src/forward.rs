@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::header::{
-    HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_LENGTH, EXPECT, HOST,
+    HeaderName, HeaderValue, AUTHORIZATION, CONNECTION, CONTENT_LENGTH, EXPECT, HOST,
 };
 use http::request::Parts;
 use http::{Method, Response};
@@ -225,8 +225,17 @@ pub fn outgoing(
     websocket: bool,
 ) -> Result<Outgoing, GatewayError> {
     let h = &parts.headers;
-    let connection_named = headers::connection_named(h);
-    let strip_bearer = !auth.forward_token && carries_bearer(h);
+    // One pass for what the rules below ask about, instead of a lookup each.
+    let mut seen = Seen::default();
+    for (name, value) in h {
+        seen.note(name, value);
+    }
+    let connection_named = if seen.connection {
+        headers::connection_named(h)
+    } else {
+        Vec::new()
+    };
+    let strip_bearer = !auth.forward_token && seen.bearer;
     // What a header must pass to reach upstream at all.
     let passes = |name: &HeaderName| {
         !(headers::is_hop_by_hop(name)
@@ -241,9 +250,9 @@ pub fn outgoing(
     };
     let trusted = hop.client.peer_trusted;
     // A trusted proxy's X-Forwarded-Proto/-Host are kept; anyone else's are replaced.
-    let keep_proto = trusted && passes(&X_FORWARDED_PROTO) && h.contains_key(X_FORWARDED_PROTO);
-    let keep_host = trusted && passes(&X_FORWARDED_HOST) && h.contains_key(X_FORWARDED_HOST);
-    let chain = trusted && passes(&X_FORWARDED_FOR) && h.contains_key(X_FORWARDED_FOR);
+    let keep_proto = trusted && seen.forwarded_proto && passes(&X_FORWARDED_PROTO);
+    let keep_host = trusted && seen.forwarded_host && passes(&X_FORWARDED_HOST);
+    let chain = trusted && seen.forwarded_for && passes(&X_FORWARDED_FOR);
     let ours = |name: &HeaderName| {
         name == X_FORWARDED_FOR
             || name == X_REAL_IP
@@ -301,18 +310,42 @@ pub fn outgoing(
     Ok(Outgoing {
         method: parts.method.clone(),
         lines,
-        had_length: h.contains_key(CONTENT_LENGTH),
+        had_length: seen.length,
     })
 }
 
-/// Whether an `Authorization` header carries a bearer token: only then is it the gateway's
-/// to remove (an upstream's own Basic credentials pass on public routes).
-fn carries_bearer(h: &HeaderMap) -> bool {
-    h.get_all(AUTHORIZATION).iter().any(|v| {
-        v.as_bytes()
-            .get(..7)
-            .is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"bearer "))
-    })
+/// Which of the headers the forwarding rules depend on a request carries.
+#[derive(Default)]
+struct Seen {
+    connection: bool,
+    length: bool,
+    forwarded_for: bool,
+    forwarded_proto: bool,
+    forwarded_host: bool,
+    /// An `Authorization` header carries a bearer token: only then is it the gateway's to
+    /// remove (an upstream's own Basic credentials pass on public routes).
+    bearer: bool,
+}
+
+impl Seen {
+    fn note(&mut self, name: &HeaderName, value: &HeaderValue) {
+        if name == CONNECTION {
+            self.connection = true;
+        } else if name == CONTENT_LENGTH {
+            self.length = true;
+        } else if name == AUTHORIZATION {
+            self.bearer |= value
+                .as_bytes()
+                .get(..7)
+                .is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"bearer "));
+        } else if name == X_FORWARDED_FOR {
+            self.forwarded_for = true;
+        } else if name == X_FORWARDED_PROTO {
+            self.forwarded_proto = true;
+        } else if name == X_FORWARDED_HOST {
+            self.forwarded_host = true;
+        }
+    }
 }
 
 fn put_identity(

@@ -496,9 +496,13 @@ fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Parsed>, Err
     let mut headers = HeaderMap::with_capacity(response.headers.len() + 1);
     let base = buf.as_ptr() as usize;
     let mut values = Vec::with_capacity(response.headers.len());
+    // Whether the headers framing looks up are there at all (most answers have neither).
+    let (mut coded, mut connection) = (false, false);
     for header in response.headers.iter() {
         let name = HeaderName::from_bytes(header.name.as_bytes())
             .map_err(|_| Error::Protocol("bad header name"))?;
+        coded |= name == http::header::TRANSFER_ENCODING;
+        connection |= name == CONNECTION;
         let start = header.value.as_ptr() as usize - base;
         values.push((name, start, start + header.value.len()));
     }
@@ -508,12 +512,13 @@ fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Parsed>, Err
             .map_err(|_| Error::Protocol("bad header value"))?;
         headers.append(name, value);
     }
-    let (kind, framed_keep_alive) = body_kind(status, &headers, head_only)?;
+    let (kind, framed_keep_alive) = body_kind(status, &headers, head_only, coded)?;
     if matches!(kind, BodyKind::Chunked | BodyKind::Eof) {
         // A length beside a transfer coding is not the body's: it must not reach the client.
         headers.remove(CONTENT_LENGTH);
     }
-    let keep_alive = framed_keep_alive && version == Version::HTTP_11 && !says_close(&headers);
+    let keep_alive =
+        framed_keep_alive && version == Version::HTTP_11 && !(connection && says_close(&headers));
     Ok(Some(Parsed {
         status,
         version,
@@ -533,10 +538,12 @@ fn says_close(headers: &HeaderMap) -> bool {
 }
 
 /// The body's framing, and whether the connection may carry another request after it.
+/// `coded`: the head has a `Transfer-Encoding`.
 fn body_kind(
     status: StatusCode,
     headers: &HeaderMap,
     head_only: bool,
+    coded: bool,
 ) -> Result<(BodyKind, bool), Error> {
     if status == StatusCode::SWITCHING_PROTOCOLS {
         return Ok((BodyKind::Empty, false));
@@ -548,9 +555,15 @@ fn body_kind(
     {
         return Ok((BodyKind::Empty, true));
     }
-    let mut codings = headers.get_all(http::header::TRANSFER_ENCODING).iter();
-    if let Some(first) = codings.next() {
-        let last = codings.next_back().unwrap_or(first);
+    let last_coding = if coded {
+        headers
+            .get_all(http::header::TRANSFER_ENCODING)
+            .iter()
+            .next_back()
+    } else {
+        None
+    };
+    if let Some(last) = last_coding {
         let chunked = last
             .to_str()
             .ok()
