@@ -192,6 +192,25 @@ async fn https_serves_http1_and_http2_and_says_so_upstream() {
 }
 
 #[tokio::test]
+async fn without_alpn_a_tls_client_speaks_http1_and_its_connection_is_counted() {
+    let https = Https::start().await;
+    let mut stream = https.connect(&[]).await;
+    assert_eq!(stream.get_ref().1.alpn_protocol(), None);
+    assert_eq!(get_on(&mut stream, &mint("o_tls_2", 300)).await, 200);
+    let metrics = reqwest::get(format!("http://{}/metrics", https.gateway.admin))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let open = wxgate::metrics::sample(&metrics, "wxgate_open_connections{listener=\"https\"}");
+    assert!(
+        open >= 1.0,
+        "the open TLS connection is not counted:\n{metrics}"
+    );
+}
+
+#[tokio::test]
 async fn alpn_offers_h2_then_http1() {
     let https = Https::start().await;
     let h2 = https.connect(&[b"h2", b"http/1.1"]).await;
