@@ -205,8 +205,8 @@ pub struct Hop<'a> {
 pub struct Outgoing {
     pub method: Method,
     /// `name: value\r\n` lines: the client's headers that may pass, then wxgate's own.
-    /// Never `Host`, `Content-Length` or `Transfer-Encoding`: the client sends those per
-    /// attempt, from the body's framing.
+    /// Never `Host`, `Content-Length` or `Transfer-Encoding`: `upstream::send` writes those
+    /// for each attempt (the target's authority, and the body's framing).
     pub lines: Vec<u8>,
     /// The client sent a `Content-Length` (so a bodiless request says `0` upstream too).
     pub had_length: bool,
