@@ -6,6 +6,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -109,6 +110,9 @@ pub async fn run(listeners: Listeners, gateway: Arc<Gateway>, shutdown: impl Fut
 struct Protocols {
     http1: http1::Builder,
     http2: http2::Builder<TokioExecutor>,
+    /// An HTTP/2 connection that starts no request for this long is wound down, as an idle
+    /// HTTP/1 connection is closed by hyper's header-read timer (`header_read_timeout`).
+    http2_idle: Duration,
 }
 
 impl Protocols {
@@ -132,7 +136,11 @@ impl Protocols {
             .max_pending_accept_reset_streams(64)
             .keep_alive_interval(Duration::from_secs(30))
             .keep_alive_timeout(Duration::from_secs(20));
-        Self { http1, http2 }
+        Self {
+            http1,
+            http2,
+            http2_idle: limits.header_read_timeout,
+        }
     }
 }
 
@@ -166,12 +174,11 @@ async fn serve_connection<I, S, F, B>(
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let service = service_fn(service);
     let ended = match protocol {
         Protocol::Http1 => {
             let connection = protocols
                 .http1
-                .serve_connection(io, service)
+                .serve_connection(io, service_fn(service))
                 .with_upgrades();
             tokio::pin!(connection);
             tokio::select! {
@@ -183,14 +190,35 @@ async fn serve_connection<I, S, F, B>(
             }
         }
         Protocol::Http2 => {
+            let started = Arc::new(AtomicU64::new(0));
+            let counted = {
+                let started = started.clone();
+                service_fn(move |request| {
+                    started.fetch_add(1, Ordering::Relaxed);
+                    service(request)
+                })
+            };
             // Boxed: an HTTP/2 connection's state is several times an HTTP/1 one's, and the
             // task of every HTTP/1 connection would otherwise be sized for it.
-            let mut connection = Box::pin(protocols.http2.serve_connection(io, service));
-            tokio::select! {
-                ended = connection.as_mut() => ended,
-                _ = drain.changed() => {
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
+            let mut connection = Box::pin(protocols.http2.serve_connection(io, counted));
+            // Streams in flight finish after a graceful shutdown (GOAWAY); only new ones are
+            // refused, so an idle connection can be wound down without cutting anything off.
+            let mut seen = 0;
+            loop {
+                tokio::select! {
+                    ended = connection.as_mut() => break ended,
+                    _ = drain.changed() => {
+                        connection.as_mut().graceful_shutdown();
+                        break connection.await;
+                    }
+                    _ = tokio::time::sleep(protocols.http2_idle) => {
+                        let now = started.load(Ordering::Relaxed);
+                        if now == seen {
+                            connection.as_mut().graceful_shutdown();
+                            break connection.await;
+                        }
+                        seen = now;
+                    }
                 }
             }
         }

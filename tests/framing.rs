@@ -498,6 +498,33 @@ async fn a_client_that_says_nothing_or_half_a_preface_is_disconnected() {
 }
 
 #[tokio::test]
+async fn an_idle_http2_connection_is_wound_down_like_an_idle_http1_one() {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let timeout = "header_read_timeout = \"500ms\"";
+    let world = World::start_with(|c| c.server_extra = timeout.into()).await;
+    let stream = TcpStream::connect(world.gateway.addr)
+        .await
+        .expect("connect");
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .expect("HTTP/2 handshake");
+    let driver = tokio::spawn(connection);
+    let request = http::Request::get("http://wxgate.test/public/h2-idle")
+        .body(Empty::<bytes::Bytes>::new())
+        .expect("request");
+    let response = sender.send_request(request).await.expect("response");
+    assert_eq!(response.status(), 200);
+    response.into_body().collect().await.expect("body");
+    assert_eq!(targets(&world), vec!["/public/h2-idle".to_string()]);
+    // Nothing more is asked: the gateway ends the connection (a GOAWAY, then close).
+    let ended = tokio::time::timeout(Duration::from_secs(5), driver).await;
+    assert!(ended.is_ok(), "an idle HTTP/2 connection was kept for 5 s");
+}
+
+#[tokio::test]
 async fn request_trailers_never_become_headers_upstream() {
     let world = World::start().await;
     let auth = format!("Authorization: Bearer {}", mint("trailer_1", 600));
