@@ -72,6 +72,7 @@ impl Forwarder {
                             &upstream.authority,
                             route.connect_timeout,
                             UPSTREAM_IDLE_TIMEOUT,
+                            route.response_timeout,
                             // Enough idle connections for steady traffic; a burst of
                             // thousands of clients must not leave thousands behind.
                             MAX_IDLE_UPSTREAM_CONNECTIONS,

@@ -69,6 +69,8 @@ pub struct Pool {
     pub host_header: HeaderValue,
     connect_timeout: Duration,
     idle_timeout: Duration,
+    /// How long a response body may go without a byte from the upstream.
+    stall_timeout: Duration,
     max_idle: usize,
     /// Most recently returned last: checkout takes the warmest connection.
     idle: Mutex<Vec<Idle>>,
@@ -86,10 +88,13 @@ pub struct Conn {
 }
 
 impl Pool {
+    /// `stall_timeout`: how long a response body may go without a byte (the route's
+    /// `response_timeout`); then the response is cut off.
     pub fn new(
         authority: &http::uri::Authority,
         connect_timeout: Duration,
         idle_timeout: Duration,
+        stall_timeout: Duration,
         max_idle: usize,
     ) -> Arc<Self> {
         let host = authority.host();
@@ -106,6 +111,7 @@ impl Pool {
             host_header,
             connect_timeout,
             idle_timeout,
+            stall_timeout,
             max_idle,
             idle: Mutex::new(Vec::new()),
         })
@@ -633,6 +639,8 @@ impl Parsed {
                     _ => Decoder::Eof,
                 },
                 pool: self.keep_alive.then(|| pool.clone()),
+                stall_timeout: pool.stall_timeout,
+                stall: None,
             })),
         };
         let mut response = Response::new(UpstreamBody { state });
@@ -661,6 +669,9 @@ struct Streaming {
     decoder: Decoder,
     /// Where the connection goes once the body has been read, if it may be reused.
     pool: Option<Arc<Pool>>,
+    stall_timeout: Duration,
+    /// Armed the first time the upstream makes the body wait; pushed back on each read.
+    stall: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 enum Decoder {
@@ -847,7 +858,29 @@ impl Body for UpstreamBody {
                 this.state = State::Done;
                 return Poll::Ready(data.map(|d| Ok(Frame::data(d))));
             }
-            State::Stream(streaming) => ready!(streaming.poll_next(cx)),
+            State::Stream(streaming) => match streaming.poll_next(cx) {
+                Poll::Ready(next) => {
+                    if let Some(stall) = &mut streaming.stall {
+                        let deadline = tokio::time::Instant::now() + streaming.stall_timeout;
+                        stall.as_mut().reset(deadline);
+                    }
+                    next
+                }
+                Poll::Pending => {
+                    let timeout = streaming.stall_timeout;
+                    let stall = streaming
+                        .stall
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                    ready!(stall.as_mut().poll(cx));
+                    // The upstream stopped sending: the response is cut off (the client's
+                    // connection closes) and this connection is not reused.
+                    this.state = State::Done;
+                    return Poll::Ready(Some(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the upstream stopped sending the response body",
+                    ))));
+                }
+            },
         };
         match next {
             Some(Ok(data)) => {

@@ -1,6 +1,6 @@
 //! The upstream side of the wire: response framings (length, chunked, until close), 1xx
-//! answers, HEAD, keep-alive reuse, pooled connections the upstream closed, and malformed or
-//! truncated responses, against a scripted upstream that writes raw bytes.
+//! answers, HEAD, keep-alive reuse, pooled connections the upstream closed, and malformed,
+//! truncated or stalled responses, against a scripted upstream that writes raw bytes.
 
 mod support;
 
@@ -135,6 +135,11 @@ fn answers(target: &str) -> (Vec<u8>, bool) {
         "truncated" => (
             text("HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly ten b"),
             true,
+        ),
+        // The same, but the connection stays open and nothing more ever comes.
+        "stalled" => (
+            text("HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly ten b"),
+            false,
         ),
         "large" => {
             let mut out = format!("HTTP/1.1 200 OK\r\ncontent-length: {LARGE}\r\n\r\n").into_bytes();
@@ -273,6 +278,30 @@ async fn an_upstream_that_dies_inside_the_body_aborts_the_response() {
             "a truncated body must not look complete"
         );
     }
+    assert_eq!(get(&gw, "/public/ok").await, (200, b"plain".to_vec()));
+}
+
+#[tokio::test]
+async fn an_upstream_that_stalls_inside_the_body_is_cut_off_after_the_response_timeout() {
+    let upstream = Scripted::start(answers).await;
+    let wechat = Wechat::start().await;
+    let mut config = ConfigBuilder::new(&wechat.base(), &format!("http://{}", upstream.addr));
+    config.routes = config.routes.replacen(
+        "auth = \"none\"",
+        "auth = \"none\"\nresponse_timeout = \"300ms\"",
+        1,
+    );
+    let gw = Gateway::start(&config.text()).await;
+    let response = support::client()
+        .get(gw.url("/public/stalled"))
+        .send()
+        .await
+        .expect("the head arrives");
+    assert_eq!(response.status(), 200);
+    let body = tokio::time::timeout(std::time::Duration::from_secs(5), response.bytes())
+        .await
+        .expect("the response is cut off, not left hanging");
+    assert!(body.is_err(), "a stalled body must not look complete");
     assert_eq!(get(&gw, "/public/ok").await, (200, b"plain".to_vec()));
 }
 
