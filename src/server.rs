@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -74,6 +74,7 @@ pub async fn run(listeners: Listeners, gateway: Arc<Gateway>, shutdown: impl Fut
         protocols: &protocols,
         drain: &drain,
         head_timeout: limits.header_read_timeout,
+        write_timeout: limits.request_timeout,
     };
     let admin_loop = async {
         match listeners.admin {
@@ -156,6 +157,8 @@ struct Served<'a> {
     drain: &'a watch::Receiver<()>,
     /// How long a new connection may take to say anything (or to finish its TLS handshake).
     head_timeout: Duration,
+    /// How long a write may wait on a client that takes nothing.
+    write_timeout: Duration,
 }
 
 /// Serves one connection until it ends; once the drain begins, hyper finishes the request in
@@ -252,13 +255,50 @@ async fn first_bytes(stream: &mut TcpStream) -> Option<(Protocol, Bytes)> {
     }
 }
 
-/// An I/O stream whose first bytes were already read: they are read again first.
-struct Replay<I> {
+/// A client connection as hyper sees it. Bytes already read to choose the protocol are read
+/// again first, and a write the client does not take for `write_timeout` (it stopped
+/// reading) fails, which ends the connection and whatever it holds upstream.
+struct ClientIo<I> {
     head: Option<Bytes>,
     io: I,
+    write_timeout: Duration,
+    /// Armed while a write waits on the client.
+    write_stall: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
-impl<I: hyper::rt::Read + Unpin> hyper::rt::Read for Replay<I> {
+impl<I> ClientIo<I> {
+    fn new(io: I, head: Option<Bytes>, write_timeout: Duration) -> Self {
+        Self {
+            head,
+            io,
+            write_timeout,
+            write_stall: None,
+        }
+    }
+
+    /// Passes a write's outcome on; while the client takes nothing, the clock runs.
+    fn watch<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<std::io::Result<T>>,
+    ) -> Poll<std::io::Result<T>> {
+        if polled.is_ready() {
+            self.write_stall = None;
+            return polled;
+        }
+        let timeout = self.write_timeout;
+        let stall = self
+            .write_stall
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        ready!(stall.as_mut().poll(cx));
+        Poll::Ready(Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "the client stopped reading",
+        )))
+    }
+}
+
+impl<I: hyper::rt::Read + Unpin> hyper::rt::Read for ClientIo<I> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -276,33 +316,41 @@ impl<I: hyper::rt::Read + Unpin> hyper::rt::Read for Replay<I> {
     }
 }
 
-impl<I: hyper::rt::Write + Unpin> hyper::rt::Write for Replay<I> {
+impl<I: hyper::rt::Write + Unpin> hyper::rt::Write for ClientIo<I> {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.watch(cx, polled)
     }
 
     fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.watch(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {
         self.io.is_write_vectored()
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.io).poll_flush(cx);
+        this.watch(cx, polled)
     }
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.io).poll_shutdown(cx);
+        this.watch(cx, polled)
     }
 }
 
@@ -340,6 +388,7 @@ async fn accept_loop<M, S, F, B>(
         let protocols = served.protocols.clone();
         let drain = served.drain.clone();
         let head_timeout = served.head_timeout;
+        let write_timeout = served.write_timeout;
         let open = crate::metrics::connection_opened(name);
         tokio::spawn(async move {
             let _open = open;
@@ -348,10 +397,7 @@ async fn accept_loop<M, S, F, B>(
             let Ok(Some((protocol, head))) = first else {
                 return;
             };
-            let io = Replay {
-                head: Some(head),
-                io: TokioIo::new(stream),
-            };
+            let io = ClientIo::new(TokioIo::new(stream), Some(head), write_timeout);
             serve_connection(&protocols, protocol, io, service, drain, peer).await;
         });
     }
@@ -383,6 +429,7 @@ async fn tls_accept_loop<M, S, F, B>(
         let protocols = served.protocols.clone();
         let drain = served.drain.clone();
         let handshake_timeout = served.head_timeout;
+        let write_timeout = served.write_timeout;
         let open = crate::metrics::connection_opened("https");
         tokio::spawn(async move {
             let _open = open;
@@ -403,15 +450,8 @@ async fn tls_accept_loop<M, S, F, B>(
                 Some(b"h2") => Protocol::Http2,
                 _ => Protocol::Http1,
             };
-            serve_connection(
-                &protocols,
-                protocol,
-                TokioIo::new(stream),
-                service,
-                drain,
-                peer,
-            )
-            .await;
+            let io = ClientIo::new(TokioIo::new(stream), None, write_timeout);
+            serve_connection(&protocols, protocol, io, service, drain, peer).await;
         });
     }
 }

@@ -306,6 +306,44 @@ async fn an_upstream_that_stalls_inside_the_body_is_cut_off_after_the_response_t
 }
 
 #[tokio::test]
+async fn a_client_that_stops_reading_is_dropped_and_its_upstream_connection_with_it() {
+    // An upstream that streams a chunked body for as long as anyone takes it.
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (let_go, upstream_released) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.expect("accept");
+        let mut head = [0u8; 4096];
+        let _ = stream.read(&mut head).await;
+        let mut chunk = b"10000\r\n".to_vec();
+        chunk.extend_from_slice(&[b'x'; 0x10000]);
+        chunk.extend_from_slice(b"\r\n");
+        let _ = stream
+            .write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+            .await;
+        while stream.write_all(&chunk).await.is_ok() {}
+        let _ = let_go.send(());
+    });
+    let wechat = Wechat::start().await;
+    let mut config = ConfigBuilder::new(&wechat.base(), &format!("http://{addr}"));
+    config.server_extra = "request_timeout = \"500ms\"".into();
+    let gw = Gateway::start(&config.text()).await;
+    let mut client = TcpStream::connect(gw.addr).await.expect("connect");
+    client
+        .write_all(b"GET /public/endless HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("request");
+    // The client never reads: the gateway gives up on it and lets the upstream go.
+    let released =
+        tokio::time::timeout(std::time::Duration::from_secs(20), upstream_released).await;
+    assert!(
+        released.is_ok(),
+        "a client that stopped reading held its upstream connection for 20 s"
+    );
+    drop(client);
+}
+
+#[tokio::test]
 async fn an_upstream_that_answers_before_reading_the_body_is_heard() {
     let upstream = Scripted::start(answers).await;
     let (_wechat, gw) = gateway(&upstream).await;
