@@ -132,14 +132,11 @@ fn answers(target: &str) -> (Vec<u8>, bool) {
             true,
         ),
         "garbage" => (text("SSH-2.0-OpenSSH_9.2\r\n\r\n"), true),
-        "truncated" => (
+        // A tenth of the body, then the upstream closes ("truncated") or stays open and
+        // sends nothing more ("stalled").
+        "truncated" | "stalled" => (
             text("HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly ten b"),
-            true,
-        ),
-        // The same, but the connection stays open and nothing more ever comes.
-        "stalled" => (
-            text("HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly ten b"),
-            false,
+            path == "truncated",
         ),
         "large" => {
             let mut out = format!("HTTP/1.1 200 OK\r\ncontent-length: {LARGE}\r\n\r\n").into_bytes();
