@@ -2,7 +2,10 @@
 //! gateway endpoint or route → authenticate → forward → respond, with one access-log line.
 
 use std::borrow::Cow;
+use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -55,18 +58,20 @@ struct Trail {
     metrics: Option<Arc<RouteMetrics>>,
 }
 
-pub async fn handle(
+/// Handles one request. The checks that need no waiting (admission, routing, the token)
+/// run before the returned future exists; the future holds only what the wait for the
+/// upstream needs, so it is small to allocate and to move.
+pub fn handle(
     gateway: Arc<Gateway>,
     conn: Conn,
     request: Request<Incoming>,
-) -> Response<Logged<ResBody>> {
+) -> impl Future<Output = Result<Response<Logged<ResBody>>, Infallible>> + Send {
     let started = Instant::now();
     let runtime = gateway.runtime();
-    let settings = &runtime.settings;
     let client = clientip::derive(
         conn.peer.ip(),
         request.headers(),
-        &settings.server.trusted_proxies,
+        &runtime.settings.server.trusted_proxies,
     );
     let request_id = request
         .headers()
@@ -77,53 +82,80 @@ pub async fn handle(
     let method = request.method().clone();
     // The path only: the query string may hold anything and is never logged.
     let log_path = request.uri().path().to_string();
-    let mut trail = Trail::default();
-    let result = serve(
-        &gateway,
-        &runtime,
-        conn,
-        client,
-        &request_id,
-        request,
-        &mut trail,
-    )
-    .await;
-    let mut response = result.unwrap_or_else(|e| {
-        match e.blame() {
-            Blame::Client => tracing::debug!(error = %e, "request refused"),
-            Blame::Dependency => tracing::warn!(error = %e, "dependency failed"),
-            Blame::Gateway => tracing::error!(error = %e, "gateway error"),
-        }
-        e.into_response()
-    });
-    response
-        .headers_mut()
-        .insert(X_REQUEST_ID, request_id.clone());
-    let record = Record {
-        started,
-        request_id,
-        client_ip: client.ip,
-        method,
-        path: log_path,
-        status: response.status().as_u16(),
-        upstream: trail.upstream,
-        openid: trail.openid.filter(|_| settings.log.openid),
-        metrics: trail
-            .metrics
-            .unwrap_or_else(|| runtime.unrouted_metrics.clone()),
-    };
-    response.map(|body| Logged::new(body, record))
+    async move {
+        let mut trail = Trail::default();
+        let next = prepare(
+            &gateway,
+            &runtime,
+            &conn,
+            client,
+            &request_id,
+            request,
+            &mut trail,
+        );
+        let result = match next {
+            Ok(Next::Endpoint(call)) => call.await,
+            Ok(Next::Forward(forward)) => forward.send(&runtime, &mut trail).await,
+            Err(e) => Err(e),
+        };
+        let mut response = result.unwrap_or_else(|e| {
+            match e.blame() {
+                Blame::Client => tracing::debug!(error = %e, "request refused"),
+                Blame::Dependency => tracing::warn!(error = %e, "dependency failed"),
+                Blame::Gateway => tracing::error!(error = %e, "gateway error"),
+            }
+            e.into_response()
+        });
+        response
+            .headers_mut()
+            .insert(X_REQUEST_ID, request_id.clone());
+        let record = Record {
+            started,
+            request_id,
+            client_ip: client.ip,
+            method,
+            path: log_path,
+            status: response.status().as_u16(),
+            upstream: trail.upstream,
+            openid: trail.openid,
+            metrics: trail
+                .metrics
+                .unwrap_or_else(|| runtime.unrouted_metrics.clone()),
+        };
+        Ok(response.map(|body| Logged::new(body, record)))
+    }
 }
 
-async fn serve(
-    gateway: &Arc<Gateway>,
-    runtime: &Runtime,
-    conn: Conn,
+type Answer = Result<Response<ResBody>, GatewayError>;
+
+/// What is left of a request once it is admitted: waiting on an endpoint or the upstream.
+enum Next<'a> {
+    /// Boxed: the endpoints' futures are large, and the proxy path should not carry their
+    /// size in every request's state.
+    Endpoint(Pin<Box<dyn Future<Output = Answer> + Send + 'a>>),
+    Forward(Forward<'a>),
+}
+
+/// A request ready for its route's upstream: the head is encoded, the body not yet read.
+struct Forward<'a> {
+    route: &'a Route,
+    outgoing: forward::Outgoing,
+    body: GuardedBody,
+    path_and_query: String,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+}
+
+/// Everything up to the first wait: admission, the canonical path, the endpoint or route,
+/// the token, and the upstream head.
+fn prepare<'a>(
+    gateway: &'a Arc<Gateway>,
+    runtime: &'a Runtime,
+    conn: &Conn,
     client: ClientAddr,
     request_id: &HeaderValue,
     mut request: Request<Incoming>,
     trail: &mut Trail,
-) -> Result<Response<ResBody>, GatewayError> {
+) -> Result<Next<'a>, GatewayError> {
     let settings = &runtime.settings;
     let deadline = tokio::time::Instant::now() + settings.server.request_timeout;
     let length = admit(&request, &settings.server)?;
@@ -136,9 +168,9 @@ async fn serve(
             client,
             deadline,
         };
-        // Boxed: the endpoints' futures are large, and the proxy path should not carry
-        // their size in every request's state.
-        return Box::pin(endpoints::handle(endpoint, call, request)).await;
+        return Ok(Next::Endpoint(Box::pin(endpoints::handle(
+            endpoint, call, request,
+        ))));
     }
     let host = if settings.routes.has_hosts() {
         request_host(&request)
@@ -157,7 +189,9 @@ async fn serve(
         return Err(GatewayError::PayloadTooLarge);
     }
     let identity = authenticate(gateway, runtime, route, request.headers())?;
-    trail.openid = identity.as_ref().map(|i| i.openid.clone());
+    if settings.log.openid {
+        trail.openid = identity.as_ref().map(|i| i.openid.clone());
+    }
     let mut path_and_query = route.upstream_path(&canonical).to_string();
     if let Some(query) = request.uri().query() {
         path_and_query.push('?');
@@ -177,24 +211,37 @@ async fn serve(
     };
     let outgoing = forward::outgoing(&parts, &settings.auth, identity.as_deref(), &hop, websocket)?;
     // The client's head is encoded: its memory (hyper's read buffer) is not held any longer.
-    drop(parts);
-    let body = GuardedBody::new(body, route.max_body_bytes, deadline);
-    let (mut response, elapsed) = runtime
-        .forwarder
-        .send(route, &outgoing, body, &path_and_query)
-        .await?;
-    trail.upstream = Some(elapsed);
-    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-        // Only an upgrade the client asked for, and wxgate let through, may switch protocols.
-        let client_upgrade = client_upgrade.ok_or(GatewayError::UpstreamUnavailable)?;
-        let upstream = response
-            .body_mut()
-            .take_upgrade()
-            .ok_or(GatewayError::UpstreamUnavailable)?;
-        upgrade::tunnel(client_upgrade, upstream);
-        upgrade::restore_headers(response.headers_mut());
+    Ok(Next::Forward(Forward {
+        route,
+        outgoing,
+        body: GuardedBody::new(body, route.max_body_bytes, deadline),
+        path_and_query,
+        client_upgrade,
+    }))
+}
+
+impl Forward<'_> {
+    async fn send(self, runtime: &Runtime, trail: &mut Trail) -> Answer {
+        let (mut response, elapsed) = runtime
+            .forwarder
+            .send(self.route, &self.outgoing, self.body, &self.path_and_query)
+            .await?;
+        trail.upstream = Some(elapsed);
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            // Only an upgrade the client asked for, and wxgate let through, may switch
+            // protocols.
+            let client_upgrade = self
+                .client_upgrade
+                .ok_or(GatewayError::UpstreamUnavailable)?;
+            let upstream = response
+                .body_mut()
+                .take_upgrade()
+                .ok_or(GatewayError::UpstreamUnavailable)?;
+            upgrade::tunnel(client_upgrade, upstream);
+            upgrade::restore_headers(response.headers_mut());
+        }
+        Ok(response.map(http_body_util::Either::Right))
     }
-    Ok(response.map(http_body_util::Either::Right))
 }
 
 /// Request-level checks hyper leaves to us: the request target, `Host`, framing and limits.

@@ -55,10 +55,8 @@ pub async fn run(listeners: Listeners, gateway: Arc<Gateway>, shutdown: impl Fut
                 let conn = conn.clone();
                 // Boxed: hyper keeps the slot for a request's future for the whole life of a
                 // connection, so an idle keep-alive connection holds a pointer, not the
-                // (several KiB) state of a request in flight.
-                Box::pin(async move {
-                    Ok::<_, Infallible>(dispatch::handle(gateway, conn, request).await)
-                })
+                // (KiB-sized) state of a request in flight.
+                Box::pin(dispatch::handle(gateway, conn, request))
             }
         }
     };
