@@ -37,12 +37,11 @@ pub fn derive(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> ClientAdd
         };
     }
     let mut client = peer;
-    let hops = headers
-        .get_all(http::header::HeaderName::from_static("x-forwarded-for"))
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect::<Vec<_>>();
+    let hops = headers.get_all(http::header::HeaderName::from_static("x-forwarded-for"));
     'walk: for value in hops.iter().rev() {
+        let Ok(value) = value.to_str() else {
+            continue;
+        };
         for hop in value.rsplit(',') {
             let Some(ip) = parse_hop(hop.trim()) else {
                 break 'walk;

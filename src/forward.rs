@@ -137,23 +137,20 @@ impl Forwarder {
         let replayable =
             route.upstreams.len() > 1 && idempotent(&outgoing.method) && body.is_end_stream();
         let mut body = Some(body);
+        // Targets that refused the connection (no allocation unless one did).
         let mut tried: Vec<usize> = Vec::new();
         let started = Instant::now();
         loop {
             let Some(target) = self.pick(rc, &tried) else {
                 return Err(GatewayError::UpstreamUnavailable);
             };
-            tried.push(target);
             let upstream = &route.upstreams[target];
             let pool = &rc.pools[target];
-            let mut target_path =
-                String::with_capacity(upstream.base_path.len() + path_and_query.len());
-            target_path.push_str(&upstream.base_path);
-            target_path.push_str(path_and_query);
+            let target_path = [upstream.base_path.as_str(), path_and_query];
             let attempt_body = body.take().unwrap_or_else(GuardedBody::empty);
             let result = tokio::time::timeout(
                 route.response_timeout,
-                upstream::send(pool, outgoing, attempt_body, &target_path),
+                upstream::send(pool, outgoing, attempt_body, target_path),
             )
             .await;
             match result {
@@ -165,6 +162,7 @@ impl Forwarder {
                     let until = self.now_ms() + route.eject_for.as_millis() as u64;
                     rc.ejected_until[target].store(until, Ordering::Relaxed);
                     tracing::warn!(upstream = %upstream, error = %e, seconds = route.eject_for.as_secs(), "upstream refused the connection; ejected");
+                    tried.push(target);
                     if !replayable || tried.len() >= route.upstreams.len() {
                         return Err(GatewayError::UpstreamUnavailable);
                     }

@@ -253,14 +253,16 @@ fn request_framing(method: &Method, had_length: bool, body: &GuardedBody) -> Fra
 fn encode_head(
     out: &mut Vec<u8>,
     method: &Method,
-    target: &str,
+    target: [&str; 2],
     host: &HeaderValue,
     lines: &[u8],
     framing: Framing,
 ) {
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
-    out.extend_from_slice(target.as_bytes());
+    for part in target {
+        out.extend_from_slice(part.as_bytes());
+    }
     out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
     out.extend_from_slice(host.as_bytes());
     out.extend_from_slice(b"\r\n");
@@ -278,18 +280,23 @@ fn encode_head(
 }
 
 /// A request target is sent as is: it must not break the request line.
-fn valid_target(target: &str) -> bool {
-    target.starts_with('/') && target.bytes().all(|b| b > b' ' && b != 0x7f)
+fn valid_target(target: [&str; 2]) -> bool {
+    let [first, rest] = target;
+    (first.starts_with('/') || first.is_empty() && rest.starts_with('/'))
+        && target
+            .iter()
+            .all(|part| part.bytes().all(|b| b > b' ' && b != 0x7f))
 }
 
-/// Sends `request` to the pool's target (`target` is the path and query) and reads the
-/// response head. A pooled connection that turns out closed before any answer is replaced by
+/// Sends `request` to the pool's target and reads the response head. `target` is the path
+/// and query in two parts, written one after the other: the target's base path, then the
+/// request's. A pooled connection that turns out closed before any answer is replaced by
 /// a new one when the request can be sent again (no body, idempotent method).
 pub async fn send(
     pool: &Arc<Pool>,
     request: &Outgoing,
     mut body: GuardedBody,
-    target: &str,
+    target: [&str; 2],
 ) -> Result<Response<UpstreamBody>, Error> {
     if !valid_target(target) {
         return Err(Error::Protocol(
@@ -298,7 +305,7 @@ pub async fn send(
     }
     let method = &request.method;
     let framing = request_framing(method, request.had_length, &body);
-    let mut head = Vec::with_capacity(64 + target.len() + request.lines.len());
+    let mut head = Vec::with_capacity(64 + target[0].len() + target[1].len() + request.lines.len());
     encode_head(
         &mut head,
         method,
@@ -1037,18 +1044,20 @@ mod tests {
         encode_head(
             &mut out,
             &Method::POST,
-            "/a?b=1",
+            ["/base", "/a?b=1"],
             &HeaderValue::from_static("up:8080"),
             b"x-openid: o1\r\n",
             Framing::Length(3),
         );
         assert_eq!(
             String::from_utf8_lossy(&out),
-            "POST /a?b=1 HTTP/1.1\r\nhost: up:8080\r\nx-openid: o1\r\ncontent-length: 3\r\n\r\n"
+            "POST /base/a?b=1 HTTP/1.1\r\nhost: up:8080\r\nx-openid: o1\r\ncontent-length: 3\r\n\r\n"
         );
-        assert!(valid_target("/a?b=1"));
-        assert!(!valid_target("/a b"));
-        assert!(!valid_target("/a\r\nx: y"));
-        assert!(!valid_target("a"));
+        assert!(valid_target(["", "/a?b=1"]));
+        assert!(valid_target(["/base", "/a?b=1"]));
+        assert!(!valid_target(["", "/a b"]));
+        assert!(!valid_target(["/base", "/a\r\nx: y"]));
+        assert!(!valid_target(["/b c", "/a"]));
+        assert!(!valid_target(["", "a"]));
     }
 }
