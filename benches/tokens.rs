@@ -6,7 +6,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use jsonwebtoken::Algorithm;
 use wxgate::secret::Secret;
 use wxgate::tokens::{self, Claims, Key, KeySet, Material, Policy};
-use wxgate::verified::VerifiedTokens;
+use wxgate::verified::{ConnMemo, VerifiedTokens};
 
 const SECRET: &str = "bench-secret-0123456789abcdef-0123456789";
 
@@ -65,7 +65,12 @@ fn verification(c: &mut Criterion) {
         });
         let cache = VerifiedTokens::new();
         group.bench_with_input(BenchmarkId::new("cached", name), &token, |b, t| {
-            b.iter(|| cache.verify(&keys, &policy, t).expect("valid"))
+            b.iter(|| cache.verify(&keys, &policy, t, None).expect("valid"))
+        });
+        // The same token again on one client connection: the connection's memo answers.
+        let memo = ConnMemo::default();
+        group.bench_with_input(BenchmarkId::new("same_connection", name), &token, |b, t| {
+            b.iter(|| cache.verify(&keys, &policy, t, Some(&memo)).expect("valid"))
         });
     }
     group.finish();

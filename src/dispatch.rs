@@ -24,18 +24,20 @@ use crate::gateway::{Gateway, Runtime};
 use crate::metrics::RouteMetrics;
 use crate::routes::{AuthMode, Miss, Route};
 use crate::settings::ServerSettings;
+use crate::verified::ConnMemo;
 use crate::{headers, path, tokens, upgrade};
 
 const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
-/// What the server knows about the connection a request came on.
-#[derive(Debug, Clone)]
+/// What the server knows about the connection a request came on; its requests share it.
 pub struct Conn {
     pub peer: SocketAddr,
     pub tls: bool,
     /// The peer's IP as a header value, made once per connection: it is what
     /// `X-Forwarded-For` and `X-Real-IP` say for a client that is not a trusted proxy.
     pub peer_value: HeaderValue,
+    /// The last token proved on this connection.
+    pub memo: ConnMemo,
 }
 
 impl Conn {
@@ -46,6 +48,7 @@ impl Conn {
             peer,
             tls,
             peer_value,
+            memo: ConnMemo::default(),
         }
     }
 }
@@ -63,7 +66,7 @@ struct Trail {
 /// upstream needs, so it is small to allocate and to move.
 pub fn handle(
     gateway: Arc<Gateway>,
-    conn: Conn,
+    conn: Arc<Conn>,
     request: Request<Incoming>,
 ) -> impl Future<Output = Result<Response<Logged<ResBody>>, Infallible>> + Send {
     let started = Instant::now();
@@ -188,7 +191,7 @@ fn prepare<'a>(
     if length.is_some_and(|n| n > route.max_body_bytes) {
         return Err(GatewayError::PayloadTooLarge);
     }
-    let identity = authenticate(gateway, runtime, route, request.headers())?;
+    let identity = authenticate(gateway, runtime, route, request.headers(), &conn.memo)?;
     if settings.log.openid {
         trail.openid = identity.as_ref().map(|i| i.openid.clone());
     }
@@ -359,6 +362,7 @@ fn authenticate(
     runtime: &Runtime,
     route: &Route,
     headers: &HeaderMap,
+    memo: &ConnMemo,
 ) -> Result<Option<Arc<Identity>>, GatewayError> {
     if route.auth == AuthMode::None {
         return Ok(None);
@@ -370,7 +374,7 @@ fn authenticate(
             _ => Err(GatewayError::MissingToken),
         };
     };
-    let identity = authn::verify(gateway, runtime, credential.token)?;
+    let identity = authn::verify(gateway, runtime, credential.token, Some(memo))?;
     if let Some(apps) = &route.apps {
         if !apps.contains(&identity.appid) {
             return Err(GatewayError::AppNotAllowed);

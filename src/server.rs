@@ -49,7 +49,7 @@ pub async fn run(listeners: Listeners, gateway: Arc<Gateway>, shutdown: impl Fut
         let gateway = gateway.clone();
         move |peer: SocketAddr| {
             let gateway = gateway.clone();
-            let conn = Conn::new(peer, tls);
+            let conn = Arc::new(Conn::new(peer, tls));
             move |request: Request<Incoming>| {
                 let gateway = gateway.clone();
                 let conn = conn.clone();

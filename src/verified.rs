@@ -5,8 +5,13 @@
 //! share an entry. The cache belongs to one configuration ([`crate::gateway::Runtime`]):
 //! a reload that removes a key starts from an empty cache. Revocation is not cached; the
 //! caller checks it on every request, hit or miss.
+//!
+//! In front of the cache, each client connection remembers the last token it proved
+//! ([`ConnMemo`]): a client that sends the same token again on the same connection, as a
+//! mini-program on a keep-alive connection does, skips even the cache lookup.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use moka::sync::Cache;
@@ -23,6 +28,8 @@ const ENTRY_OVERHEAD: u32 = 256;
 #[derive(Clone)]
 struct Entry {
     identity: Arc<Identity>,
+    /// The entry's own key, shared: a connection's memo holds it without a copy.
+    token: Arc<str>,
 }
 
 /// Entries expire with the token they stand for.
@@ -42,6 +49,36 @@ type TokenHasher = foldhash::fast::RandomState;
 
 pub struct VerifiedTokens {
     cache: Cache<Arc<str>, Entry, TokenHasher>,
+    /// Unique to this cache for the life of the process, so a memo made under an earlier
+    /// configuration (other keys) never answers for this one.
+    id: u64,
+}
+
+/// A connection's last proved token and its identity, valid for the cache it came from.
+#[derive(Default)]
+pub struct ConnMemo(Mutex<Option<Remembered>>);
+
+struct Remembered {
+    cache: u64,
+    token: Arc<str>,
+    identity: Arc<Identity>,
+}
+
+impl ConnMemo {
+    fn get(&self, cache: u64, token: &str, now: i64) -> Option<Arc<Identity>> {
+        let slot = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let last = slot.as_ref()?;
+        (last.cache == cache && *last.token == *token && last.identity.exp > now)
+            .then(|| last.identity.clone())
+    }
+
+    fn set(&self, cache: u64, token: Arc<str>, identity: Arc<Identity>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(Remembered {
+            cache,
+            token,
+            identity,
+        });
+    }
 }
 
 impl Default for VerifiedTokens {
@@ -52,7 +89,9 @@ impl Default for VerifiedTokens {
 
 impl VerifiedTokens {
     pub fn new() -> Self {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         Self {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             cache: Cache::builder()
                 .max_capacity(CAPACITY_BYTES)
                 // The identity (hook claims included) is decoded from the token, so the
@@ -67,21 +106,30 @@ impl VerifiedTokens {
         }
     }
 
-    /// The identity a token proves, from the cache or by full verification.
+    /// The identity a token proves: from the connection's memo, from the cache, or by full
+    /// verification. A proved token is remembered in `memo`.
     pub fn verify(
         &self,
         keys: &tokens::KeySet,
         policy: &Policy<'_>,
         token: &str,
+        memo: Option<&ConnMemo>,
     ) -> Result<Arc<Identity>, TokenError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::TooLarge);
         }
         let now = tokens::now_unix();
+        if let Some(identity) = memo.and_then(|m| m.get(self.id, token, now)) {
+            crate::metrics::verified_cache(true);
+            return Ok(identity);
+        }
         if let Some(entry) = self.cache.get(token) {
             // moka may keep an entry a moment past its expiry; `exp` is the real bound.
             if entry.identity.exp > now {
                 crate::metrics::verified_cache(true);
+                if let Some(memo) = memo {
+                    memo.set(self.id, entry.token, entry.identity.clone());
+                }
                 return Ok(entry.identity);
             }
         }
@@ -97,10 +145,15 @@ impl VerifiedTokens {
             phone: claims.phone,
         });
         if identity.exp > now {
+            let token: Arc<str> = Arc::from(token);
+            if let Some(memo) = memo {
+                memo.set(self.id, token.clone(), identity.clone());
+            }
             self.cache.insert(
-                Arc::from(token),
+                token.clone(),
                 Entry {
                     identity: identity.clone(),
+                    token,
                 },
             );
         }
@@ -163,8 +216,12 @@ mod tests {
     fn a_cached_token_gives_the_same_identity() {
         let (keys, cache) = (keys(), VerifiedTokens::new());
         let t = token(&keys, "o1", 60);
-        let first = cache.verify(&keys, &policy(), &t).map(|i| i.openid.clone());
-        let second = cache.verify(&keys, &policy(), &t).map(|i| i.openid.clone());
+        let first = cache
+            .verify(&keys, &policy(), &t, None)
+            .map(|i| i.openid.clone());
+        let second = cache
+            .verify(&keys, &policy(), &t, None)
+            .map(|i| i.openid.clone());
         assert_eq!(first, Ok("o1".to_string()));
         assert_eq!(second, first);
         assert_eq!(cache.len(), 1);
@@ -174,12 +231,12 @@ mod tests {
     fn a_tampered_token_is_not_served_from_the_cache() {
         let (keys, cache) = (keys(), VerifiedTokens::new());
         let t = token(&keys, "o1", 60);
-        assert!(cache.verify(&keys, &policy(), &t).is_ok());
+        assert!(cache.verify(&keys, &policy(), &t, None).is_ok());
         let mut tampered = t.clone();
         tampered.push('A');
-        assert!(cache.verify(&keys, &policy(), &tampered).is_err());
+        assert!(cache.verify(&keys, &policy(), &tampered, None).is_err());
         let prefix = &t[..t.len() - 1];
-        assert!(cache.verify(&keys, &policy(), prefix).is_err());
+        assert!(cache.verify(&keys, &policy(), prefix, None).is_err());
     }
 
     #[test]
@@ -187,10 +244,10 @@ mod tests {
         let (keys, cache) = (keys(), VerifiedTokens::new());
         let expired = token(&keys, "o1", -5);
         assert_eq!(
-            cache.verify(&keys, &policy(), &expired).map(|_| ()),
+            cache.verify(&keys, &policy(), &expired, None).map(|_| ()),
             Err(TokenError::Expired)
         );
-        assert!(cache.verify(&keys, &policy(), "a.b.c").is_err());
+        assert!(cache.verify(&keys, &policy(), "a.b.c", None).is_err());
         assert_eq!(cache.len(), 0);
     }
 
@@ -199,7 +256,7 @@ mod tests {
         let cache = VerifiedTokens::new();
         let signer = keys();
         let t = token(&signer, "o1", 60);
-        assert!(cache.verify(&signer, &policy(), &t).is_ok());
+        assert!(cache.verify(&signer, &policy(), &t, None).is_ok());
         // The cache belongs to one key set; a new configuration builds a new cache, and a
         // fresh cache verifies against the keys it is given.
         let other = KeySet::new(vec![Key::new(
@@ -208,6 +265,31 @@ mod tests {
             Material::Hmac(Secret::new("another-secret-that-is-long-enough-000")),
         )
         .expect("key")]);
-        assert!(VerifiedTokens::new().verify(&other, &policy(), &t).is_err());
+        assert!(VerifiedTokens::new()
+            .verify(&other, &policy(), &t, None)
+            .is_err());
+    }
+
+    #[test]
+    fn a_connection_memo_answers_only_for_its_token_its_cache_and_until_exp() {
+        let (keys, cache) = (keys(), VerifiedTokens::new());
+        let memo = ConnMemo::default();
+        let t = token(&keys, "o1", 60);
+        assert!(cache.verify(&keys, &policy(), &t, Some(&memo)).is_ok());
+        let now = tokens::now_unix();
+        let remembered = memo.get(cache.id, &t, now).map(|i| i.openid.clone());
+        assert_eq!(remembered.as_deref(), Some("o1"));
+        // Another token on the same connection is checked in full, not taken from the memo.
+        let mut tampered = t.clone();
+        tampered.push('A');
+        assert!(memo.get(cache.id, &tampered, now).is_none());
+        assert!(cache
+            .verify(&keys, &policy(), &tampered, Some(&memo))
+            .is_err());
+        // A memo made under another configuration's cache never answers for this one.
+        let other = VerifiedTokens::new();
+        assert!(memo.get(other.id, &t, now).is_none());
+        // Nor past the token's expiry.
+        assert!(memo.get(cache.id, &t, now + 61).is_none());
     }
 }

@@ -241,6 +241,25 @@ async fn keys_rotate_without_downtime_through_reloads() {
 }
 
 #[tokio::test]
+async fn a_removed_key_is_noticed_on_a_connection_that_already_proved_its_token() {
+    // A connection remembers the last token it proved, for the configuration it proved it
+    // under: a reload that drops the key must refuse the token on that connection too.
+    let dir = KeyDir::new();
+    let old = dir.generate("old", Algorithm::ES256);
+    let new = dir.generate("new", Algorithm::ES256);
+    let mut fw = FileWorld::start(old.signing("old")).await;
+    let old_token = fw.world.token().await;
+    let mut conn = tokio::net::TcpStream::connect(fw.world.gateway.addr)
+        .await
+        .expect("connect");
+    for _ in 0..2 {
+        assert_eq!(support::get_on(&mut conn, &old_token).await, 200);
+    }
+    fw.reload_keys(new.signing("new"));
+    assert_eq!(support::get_on(&mut conn, &old_token).await, 401);
+}
+
+#[tokio::test]
 async fn a_new_key_can_be_published_before_it_signs() {
     // The first step of a multi-instance rotation: the new key is added second, so it is in
     // the JWKS everywhere before any instance signs with it.

@@ -340,6 +340,30 @@ async fn duplicate_json_keys_make_a_token_invalid() {
 }
 
 #[tokio::test]
+async fn a_logout_is_noticed_on_a_connection_that_already_proved_the_token() {
+    // A connection remembers the last token it proved; a revocation must still win.
+    let world = World::start().await;
+    let login = world.login("memo1").await;
+    let access = login["access_token"].as_str().expect("at");
+    let mut conn = tokio::net::TcpStream::connect(world.gateway.addr)
+        .await
+        .expect("connect");
+    for _ in 0..2 {
+        assert_eq!(support::get_on(&mut conn, access).await, 200);
+    }
+    let response = world
+        .http
+        .post(world.url("/auth/logout"))
+        .bearer_auth(access)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 204);
+    assert_eq!(support::get_on(&mut conn, access).await, 401);
+    assert_eq!(world.upstream.count(), 2);
+}
+
+#[tokio::test]
 async fn a_token_verified_before_is_still_refused_after_logout() {
     let world = World::start().await;
     let login = world.login("cached1").await;

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use rustls::pki_types::{CertificateDer, ServerName};
 use support::{mint, ConfigBuilder, Gateway, Upstream, Wechat};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 struct Ca {
@@ -139,31 +138,6 @@ fn peer_leaf(stream: &tokio_rustls::client::TlsStream<TcpStream>) -> Certificate
         .into_owned()
 }
 
-/// One keep-alive HTTP/1.1 request on an established TLS stream; returns the status.
-async fn get_on(stream: &mut tokio_rustls::client::TlsStream<TcpStream>, token: &str) -> u16 {
-    let request =
-        format!("GET /api/x HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.expect("write");
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        stream.read_exact(&mut byte).await.expect("read");
-        head.push(byte[0]);
-    }
-    let text = String::from_utf8_lossy(&head).to_string();
-    let length: usize = text
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-length:")
-                .map(|v| v.trim().parse().unwrap_or(0))
-        })
-        .unwrap_or(0);
-    let mut body = vec![0u8; length];
-    stream.read_exact(&mut body).await.expect("body");
-    support::status_of(&text)
-}
-
 #[tokio::test]
 async fn https_serves_http1_and_http2_and_says_so_upstream() {
     let https = Https::start().await;
@@ -196,7 +170,10 @@ async fn without_alpn_a_tls_client_speaks_http1_and_its_connection_is_counted() 
     let https = Https::start().await;
     let mut stream = https.connect(&[]).await;
     assert_eq!(stream.get_ref().1.alpn_protocol(), None);
-    assert_eq!(get_on(&mut stream, &mint("o_tls_2", 300)).await, 200);
+    assert_eq!(
+        support::get_on(&mut stream, &mint("o_tls_2", 300)).await,
+        200
+    );
     let metrics = reqwest::get(format!("http://{}/metrics", https.gateway.admin))
         .await
         .expect("metrics")
@@ -233,7 +210,7 @@ async fn a_reload_serves_the_renewed_certificate_without_dropping_connections() 
     let token = mint("o_tls_2", 300);
     let mut open = https.connect(&[b"http/1.1"]).await;
     assert_eq!(peer_leaf(&open), https.first);
-    assert_eq!(get_on(&mut open, &token).await, 200);
+    assert_eq!(support::get_on(&mut open, &token).await, 200);
 
     let (cert, key, second) = https.ca.leaf("second");
     write_pair(&https.dir, &cert, &key);
@@ -246,7 +223,7 @@ async fn a_reload_serves_the_renewed_certificate_without_dropping_connections() 
         "new handshakes get the renewed certificate"
     );
     assert_eq!(
-        get_on(&mut open, &token).await,
+        support::get_on(&mut open, &token).await,
         200,
         "the old connection keeps working"
     );

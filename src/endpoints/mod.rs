@@ -151,7 +151,7 @@ fn bearer_identity(
     let auth = &call.runtime.settings.auth;
     let credential = crate::authn::credential(request.headers(), &auth.token_headers)?
         .ok_or(GatewayError::MissingToken)?;
-    crate::authn::verify(call.gateway, call.runtime, credential.token)
+    crate::authn::verify(call.gateway, call.runtime, credential.token, None)
 }
 
 /// The caller's server-side session: it holds what tokens never carry (the `session_key`).

@@ -342,6 +342,36 @@ pub async fn raw(addr: SocketAddr, request: &[u8], wait: Duration) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// One keep-alive HTTP/1.1 `GET /api/x` with `token` on an established connection; reads
+/// the whole answer, so the next request can follow on the same connection. The status.
+pub async fn get_on<S>(stream: &mut S, token: &str) -> u16
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let request =
+        format!("GET /api/x HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).await.expect("read");
+        head.push(byte[0]);
+    }
+    let text = String::from_utf8_lossy(&head).to_string();
+    let length: usize = text
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap_or(0))
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).await.expect("body");
+    status_of(&text)
+}
+
 /// The status code of the first response in raw HTTP/1.1 text (0 when there is none).
 pub fn status_of(raw: &str) -> u16 {
     raw.split(' ')
