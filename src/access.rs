@@ -141,29 +141,34 @@ impl Record {
         bytes: u64,
         complete: bool,
     ) {
-        let key = |out: &mut String, name: &str| match format {
-            Format::Text => {
-                out.push(' ');
-                out.push_str(name);
-                out.push('=');
-            }
-            Format::Json => {
-                out.push_str(",\"");
-                out.push_str(name);
-                out.push_str("\":");
-            }
+        // Each key with its separators, as one string: ` status=` or `,"status":`.
+        let keys: &[&str; 5] = match format {
+            Format::Text => &[
+                " status=",
+                " total_ms=",
+                " upstream_ms=",
+                " bytes=",
+                " complete=",
+            ],
+            Format::Json => &[
+                ",\"status\":",
+                ",\"total_ms\":",
+                ",\"upstream_ms\":",
+                ",\"bytes\":",
+                ",\"complete\":",
+            ],
         };
-        key(out, "status");
+        out.push_str(keys[0]);
         push_num(out, u64::from(self.status));
-        key(out, "total_ms");
+        out.push_str(keys[1]);
         push_ms(out, total);
         if let Some(upstream) = self.upstream {
-            key(out, "upstream_ms");
+            out.push_str(keys[2]);
             push_ms(out, upstream);
         }
-        key(out, "bytes");
+        out.push_str(keys[3]);
         push_num(out, bytes);
-        key(out, "complete");
+        out.push_str(keys[4]);
         out.push_str(if complete { "true" } else { "false" });
     }
 }
