@@ -24,6 +24,7 @@ use crate::dispatch::{self, Conn};
 use crate::gateway::Gateway;
 use crate::settings::ServerSettings;
 use bytes::{Bytes, BytesMut};
+use futures_util::future::Either;
 use http_body::Body;
 
 /// The sockets `run` serves; binding them is the caller's job, so tests can use port 0.
@@ -161,34 +162,47 @@ struct Served<'a> {
 
 /// Serves one connection until it ends; once the drain begins, hyper finishes the request in
 /// flight and closes.
-async fn serve_connection<I, S, F, B>(
+///
+/// hyper's connection is made here, before the returned future exists, so the future holds
+/// it once: an `async fn` would keep its arguments (the I/O and the service) beside the
+/// connection built from them, and every idle keep-alive connection would pay for both.
+fn serve_connection<I, S, F, B>(
     protocols: &Protocols,
     protocol: Protocol,
     io: I,
     service: S,
     mut drain: watch::Receiver<()>,
     peer: SocketAddr,
-) where
+) -> impl Future<Output = ()> + Send
+where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     S: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
     F: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let ended = match protocol {
+    let report = move |ended: hyper::Result<()>| {
+        if let Err(e) = ended {
+            tracing::debug!(error = %e, %peer, "connection ended with an error");
+        }
+    };
+    match protocol {
         Protocol::Http1 => {
-            let connection = protocols
+            let mut connection = protocols
                 .http1
                 .serve_connection(io, service_fn(service))
                 .with_upgrades();
-            tokio::pin!(connection);
-            tokio::select! {
-                ended = connection.as_mut() => ended,
-                _ = drain.changed() => {
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
-                }
-            }
+            Either::Left(async move {
+                // Polled where it lies: pinning it with a move would store it twice.
+                let mut connection = Pin::new(&mut connection);
+                report(tokio::select! {
+                    ended = connection.as_mut() => ended,
+                    _ = drain.changed() => {
+                        connection.as_mut().graceful_shutdown();
+                        connection.await
+                    }
+                });
+            })
         }
         Protocol::Http2 => {
             let started = Arc::new(AtomicU64::new(0));
@@ -202,30 +216,31 @@ async fn serve_connection<I, S, F, B>(
             // Boxed: an HTTP/2 connection's state is several times an HTTP/1 one's, and the
             // task of every HTTP/1 connection would otherwise be sized for it.
             let mut connection = Box::pin(protocols.http2.serve_connection(io, counted));
-            // Streams in flight finish after a graceful shutdown (GOAWAY); only new ones are
-            // refused, so an idle connection can be wound down without cutting anything off.
-            let mut seen = 0;
-            loop {
-                tokio::select! {
-                    ended = connection.as_mut() => break ended,
-                    _ = drain.changed() => {
-                        connection.as_mut().graceful_shutdown();
-                        break connection.await;
-                    }
-                    _ = tokio::time::sleep(protocols.http2_idle) => {
-                        let now = started.load(Ordering::Relaxed);
-                        if now == seen {
+            let idle = protocols.http2_idle;
+            Either::Right(async move {
+                // Streams in flight finish after a graceful shutdown (GOAWAY); only new ones
+                // are refused, so an idle connection can be wound down without cutting
+                // anything off.
+                let mut seen = 0;
+                report(loop {
+                    tokio::select! {
+                        ended = connection.as_mut() => break ended,
+                        _ = drain.changed() => {
                             connection.as_mut().graceful_shutdown();
                             break connection.await;
                         }
-                        seen = now;
+                        _ = tokio::time::sleep(idle) => {
+                            let now = started.load(Ordering::Relaxed);
+                            if now == seen {
+                                connection.as_mut().graceful_shutdown();
+                                break connection.await;
+                            }
+                            seen = now;
+                        }
                     }
-                }
-            }
+                });
+            })
         }
-    };
-    if let Err(e) = ended {
-        tracing::debug!(error = %e, %peer, "connection ended with an error");
     }
 }
 
