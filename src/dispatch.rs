@@ -5,7 +5,6 @@ use std::borrow::Cow;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -61,9 +60,11 @@ struct Trail {
     metrics: Option<Arc<RouteMetrics>>,
 }
 
-/// Handles one request. The checks that need no waiting (admission, routing, the token)
-/// run before the returned future exists; the future holds only what the wait for the
-/// upstream needs, so it is small to allocate and to move.
+/// Handles one request. Everything that needs no waiting (admission, routing, the token,
+/// encoding the upstream head) runs here, while hyper hands the request over: the client's
+/// head is released before hyper next reads from the connection, so hyper reuses its read
+/// buffer instead of allocating another, and the returned future holds only what the wait
+/// needs.
 pub fn handle(
     gateway: Arc<Gateway>,
     conn: Arc<Conn>,
@@ -85,19 +86,19 @@ pub fn handle(
     let method = request.method().clone();
     // The path only: the query string may hold anything and is never logged.
     let log_path = request.uri().path().to_string();
+    let mut trail = Trail::default();
+    let next = prepare(
+        &gateway,
+        &runtime,
+        &conn,
+        client,
+        &request_id,
+        request,
+        &mut trail,
+    );
     async move {
-        let mut trail = Trail::default();
-        let next = prepare(
-            &gateway,
-            &runtime,
-            &conn,
-            client,
-            &request_id,
-            request,
-            &mut trail,
-        );
         let result = match next {
-            Ok(Next::Endpoint(call)) => call.await,
+            Ok(Next::Endpoint(call)) => call.answer(&gateway, &runtime, client).await,
             Ok(Next::Forward(forward)) => forward.send(&runtime, &mut trail).await,
             Err(e) => Err(e),
         };
@@ -131,17 +132,37 @@ pub fn handle(
 
 type Answer = Result<Response<ResBody>, GatewayError>;
 
-/// What is left of a request once it is admitted: waiting on an endpoint or the upstream.
-enum Next<'a> {
-    /// Boxed: the endpoints' futures are large, and the proxy path should not carry their
-    /// size in every request's state.
-    Endpoint(Pin<Box<dyn Future<Output = Answer> + Send + 'a>>),
-    Forward(Forward<'a>),
+/// What is left of a request once it is admitted: an endpoint to answer it, or the wait
+/// for the route's upstream.
+enum Next {
+    Endpoint(EndpointCall),
+    Forward(Forward),
+}
+
+/// A request for one of the gateway's own endpoints.
+struct EndpointCall {
+    endpoint: Endpoint,
+    request: Request<Incoming>,
+    deadline: tokio::time::Instant,
+}
+
+impl EndpointCall {
+    async fn answer(self, gateway: &Arc<Gateway>, runtime: &Runtime, client: ClientAddr) -> Answer {
+        let call = Call {
+            gateway,
+            runtime,
+            client,
+            deadline: self.deadline,
+        };
+        // Boxed: the endpoints' futures are large, and the proxy path should not carry
+        // their size in every request's state.
+        Box::pin(endpoints::handle(self.endpoint, call, self.request)).await
+    }
 }
 
 /// A request ready for its route's upstream: the head is encoded, the body not yet read.
-struct Forward<'a> {
-    route: &'a Route,
+struct Forward {
+    route: Arc<Route>,
     outgoing: forward::Outgoing,
     body: GuardedBody,
     path_and_query: String,
@@ -150,30 +171,26 @@ struct Forward<'a> {
 
 /// Everything up to the first wait: admission, the canonical path, the endpoint or route,
 /// the token, and the upstream head.
-fn prepare<'a>(
-    gateway: &'a Arc<Gateway>,
-    runtime: &'a Runtime,
+fn prepare(
+    gateway: &Gateway,
+    runtime: &Runtime,
     conn: &Conn,
     client: ClientAddr,
     request_id: &HeaderValue,
     mut request: Request<Incoming>,
     trail: &mut Trail,
-) -> Result<Next<'a>, GatewayError> {
+) -> Result<Next, GatewayError> {
     let settings = &runtime.settings;
     let deadline = tokio::time::Instant::now() + settings.server.request_timeout;
     let length = admit(&request, &settings.server)?;
     let canonical = path::canonicalize(request.uri().path()).map_err(GatewayError::InvalidPath)?;
     if let Some(endpoint) = Endpoint::find(&canonical, &settings.auth.endpoint_prefix) {
         trail.metrics = runtime.endpoint_metrics.get(endpoint as usize).cloned();
-        let call = Call {
-            gateway,
-            runtime,
-            client,
+        return Ok(Next::Endpoint(EndpointCall {
+            endpoint,
+            request,
             deadline,
-        };
-        return Ok(Next::Endpoint(Box::pin(endpoints::handle(
-            endpoint, call, request,
-        ))));
+        }));
     }
     let host = if settings.routes.has_hosts() {
         request_host(&request)
@@ -215,7 +232,7 @@ fn prepare<'a>(
     let outgoing = forward::outgoing(&parts, &settings.auth, identity.as_deref(), &hop, websocket)?;
     // The client's head is encoded: its memory (hyper's read buffer) is not held any longer.
     Ok(Next::Forward(Forward {
-        route,
+        route: route.clone(),
         outgoing,
         body: GuardedBody::new(body, route.max_body_bytes, deadline),
         path_and_query,
@@ -223,11 +240,11 @@ fn prepare<'a>(
     }))
 }
 
-impl Forward<'_> {
+impl Forward {
     async fn send(self, runtime: &Runtime, trail: &mut Trail) -> Answer {
         let (mut response, elapsed) = runtime
             .forwarder
-            .send(self.route, &self.outgoing, self.body, &self.path_and_query)
+            .send(&self.route, &self.outgoing, self.body, &self.path_and_query)
             .await?;
         trail.upstream = Some(elapsed);
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {

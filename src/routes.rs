@@ -1,5 +1,6 @@
 //! The compiled route table: longest prefix on a segment boundary, filtered by host and method.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::Method;
@@ -85,7 +86,8 @@ pub enum Miss {
 #[derive(Debug, Clone, Default)]
 pub struct RouteTable {
     /// Sorted by prefix length, longest first, so the first match is the longest prefix.
-    routes: Vec<Route>,
+    /// Shared, so a request can hold its route while it waits on the upstream.
+    routes: Vec<Arc<Route>>,
     /// Whether any route is limited to a host (else the request's host is never needed).
     has_hosts: bool,
 }
@@ -95,6 +97,7 @@ impl RouteTable {
         // Stable sort keeps file order among equal prefixes (host/method variants).
         routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
         let has_hosts = routes.iter().any(|r| r.host.is_some());
+        let routes = routes.into_iter().map(Arc::new).collect();
         Self { routes, has_hosts }
     }
 
@@ -103,7 +106,7 @@ impl RouteTable {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Route> {
-        self.routes.iter()
+        self.routes.iter().map(|route| &**route)
     }
 
     pub fn len(&self) -> usize {
@@ -115,7 +118,12 @@ impl RouteTable {
     }
 
     /// The route for a canonical `path`; `host` is lower-case without port.
-    pub fn find(&self, path: &str, host: Option<&str>, method: &Method) -> Result<&Route, Miss> {
+    pub fn find(
+        &self,
+        path: &str,
+        host: Option<&str>,
+        method: &Method,
+    ) -> Result<&Arc<Route>, Miss> {
         let mut allowed: Vec<Method> = Vec::new();
         let mut best_len = None;
         for route in &self.routes {
