@@ -16,6 +16,17 @@ async fn refresh(world: &World, token: &str) -> (u16, Value) {
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+async fn logout(world: &World, token: &str) -> u16 {
+    let response = world
+        .http
+        .post(world.url("/auth/logout"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("request");
+    response.status().as_u16()
+}
+
 fn claims(token: &str) -> Value {
     let payload = token.split('.').nth(1).expect("payload");
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("b64")).expect("json")
@@ -130,14 +141,7 @@ async fn logout_rejects_the_sessions_tokens_from_then_on() {
     let world = World::start().await;
     let login = world.login("bye1").await;
     let access = login["access_token"].as_str().expect("at");
-    let response = world
-        .http
-        .post(world.url("/auth/logout"))
-        .bearer_auth(access)
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(response.status(), 204);
+    assert_eq!(logout(&world, access).await, 204);
     let denied = world.get_with_token("/api/x", access).await;
     assert_eq!(denied.status(), 401);
     assert!(denied.headers()["www-authenticate"]
@@ -351,14 +355,7 @@ async fn a_logout_is_noticed_on_a_connection_that_already_proved_the_token() {
     for _ in 0..2 {
         assert_eq!(support::get_on(&mut conn, access).await, 200);
     }
-    let response = world
-        .http
-        .post(world.url("/auth/logout"))
-        .bearer_auth(access)
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(response.status(), 204);
+    assert_eq!(logout(&world, access).await, 204);
     assert_eq!(support::get_on(&mut conn, access).await, 401);
     assert_eq!(world.upstream.count(), 2);
 }
@@ -371,14 +368,7 @@ async fn a_token_verified_before_is_still_refused_after_logout() {
     for _ in 0..3 {
         assert_eq!(world.get_with_token("/api/x", access).await.status(), 200);
     }
-    let response = world
-        .http
-        .post(world.url("/auth/logout"))
-        .bearer_auth(access)
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(response.status(), 204);
+    assert_eq!(logout(&world, access).await, 204);
     assert_eq!(world.get_with_token("/api/x", access).await.status(), 401);
     assert_eq!(world.upstream.count(), 3);
 }
