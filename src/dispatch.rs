@@ -18,15 +18,13 @@ use crate::body::{GuardedBody, ResBody};
 use crate::clientip::{self, ClientAddr};
 use crate::endpoints::{self, Call, Endpoint};
 use crate::error::{Blame, GatewayError};
-use crate::forward::{self, Hop};
+use crate::forward::{self, Hop, X_REQUEST_ID};
 use crate::gateway::{Gateway, Runtime};
 use crate::metrics::RouteMetrics;
 use crate::routes::{AuthMode, Miss, Route};
 use crate::settings::ServerSettings;
 use crate::verified::ConnMemo;
 use crate::{headers, path, tokens, upgrade};
-
-const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
 /// What the server knows about the connection a request came on; its requests share it.
 pub struct Conn {

@@ -31,7 +31,7 @@ pub fn is_websocket(headers: &HeaderMap, version: Version) -> bool {
         (protocols.next(), protocols.next()),
         (Some(p), None) if p.as_bytes().eq_ignore_ascii_case(b"websocket")
     );
-    version == Version::HTTP_11 && connection_upgrade && websocket
+    connection_upgrade && websocket
 }
 
 /// The upgrade headers of a forwarded WebSocket request, as header lines: the two
