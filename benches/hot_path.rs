@@ -59,8 +59,8 @@ fn headers(c: &mut Criterion) {
     let identity = Identity {
         openid: "oBench0123456789abcdefghijkl".into(),
         unionid: None,
-        appid: "wx0123456789abcdef".into(),
-        sid: "sid0123456789abcdef".into(),
+        appid: Some("wx0123456789abcdef".into()),
+        sid: Some("sid0123456789abcdef".into()),
         exp: i64::MAX,
         ext: Default::default(),
         phone: None,

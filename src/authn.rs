@@ -16,8 +16,10 @@ use crate::verified::ConnMemo;
 pub struct Identity {
     pub openid: String,
     pub unionid: Option<String>,
-    pub appid: String,
-    pub sid: String,
+    /// Absent in tokens other tooling minted without it: no `X-AppId`, no `apps` route.
+    pub appid: Option<String>,
+    /// Absent in tokens minted without a session: nothing to revoke, valid until `exp`.
+    pub sid: Option<String>,
     pub exp: i64,
     /// The login hook's claims (empty without a hook), for claim headers.
     pub ext: Ext,
@@ -97,7 +99,11 @@ pub fn verify(
         .verified
         .verify(&auth.keys, &policy, token, memo)
         .and_then(|identity| {
-            if gateway.store.is_revoked(&identity.sid) {
+            if identity
+                .sid
+                .as_deref()
+                .is_some_and(|sid| gateway.store.is_revoked(sid))
+            {
                 Err(TokenError::Revoked)
             } else {
                 Ok(identity)

@@ -364,7 +364,9 @@ fn put_identity(
         Ok(())
     };
     value(&names.openid, &identity.openid)?;
-    value(&names.appid, &identity.appid)?;
+    if let Some(appid) = &identity.appid {
+        value(&names.appid, appid)?;
+    }
     if let Some(unionid) = &identity.unionid {
         value(&names.unionid, unionid)?;
     }

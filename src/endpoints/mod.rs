@@ -160,9 +160,10 @@ async fn bearer_session(
     request: &Request<Incoming>,
 ) -> Result<Session, GatewayError> {
     let identity = bearer_identity(call, request)?;
+    let sid = identity.sid.as_deref().ok_or(GatewayError::NoSession)?;
     call.gateway
         .store
-        .session(&identity.sid)
+        .session(sid)
         .await?
         .ok_or(GatewayError::NoSession)
 }
@@ -201,9 +202,9 @@ fn mint_access(runtime: &Runtime, session: &Session) -> Result<(String, i64), Ga
         iat: now,
         nbf: Some(now),
         exp: now + access_ttl,
-        jti: tokens::random_id(16),
-        sid: session.sid.clone(),
-        appid: session.appid.clone(),
+        jti: Some(tokens::random_id(16)),
+        sid: Some(session.sid.clone()),
+        appid: Some(session.appid.clone()),
         unionid: session.unionid.clone(),
         ext: Some(session.claims.clone()).filter(|ext| !ext.is_empty()),
         phone: session.phone.clone(),

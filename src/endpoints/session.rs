@@ -57,9 +57,14 @@ pub async fn logout(
     request: Request<Incoming>,
 ) -> Result<Response<ResBody>, GatewayError> {
     let identity = bearer_identity(&call, &request)?;
+    // A token minted without a session (by other tooling) has nothing to revoke: saying
+    // 204 would claim it is refused from now on, and it stays valid until `exp`.
+    let sid = identity.sid.as_deref().ok_or(GatewayError::InvalidRequest(
+        "this access token has no session (`sid`) to end; it stays valid until it expires",
+    ))?;
     call.gateway
         .store
-        .revoke(&identity.sid, revocation_horizon(call.runtime))
+        .revoke(sid, revocation_horizon(call.runtime))
         .await?;
     let mut response = Response::new(body::empty());
     *response.status_mut() = StatusCode::NO_CONTENT;

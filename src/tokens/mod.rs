@@ -6,6 +6,7 @@
 //! base64url must be canonical and unpadded, and duplicate JSON keys make a token invalid.
 
 mod asymmetric;
+mod distinct;
 mod ext;
 pub mod keygen;
 mod keys;
@@ -25,9 +26,11 @@ pub const MAX_TOKEN_BYTES: usize = 4096;
 /// The JOSE `typ` of wxgate access tokens (RFC 9068).
 pub const TOKEN_TYPE: &str = "at+jwt";
 
-/// Claims of a wxgate access token.
+/// Claims of a wxgate access token. `exp`, `iat`, `iss`, `aud` and `sub` are required;
+/// wxgate's own claims are optional, so that tokens minted by other tooling with exactly
+/// the registered claims verify. Claims wxgate does not know are ignored (RFC 7519 §4):
+/// they are never read, so they can never reach a header.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
 pub struct Claims {
     pub iss: String,
     pub aud: String,
@@ -36,9 +39,14 @@ pub struct Claims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<i64>,
     pub exp: i64,
-    pub jti: String,
-    pub sid: String,
-    pub appid: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+    /// The session: what logout revokes. A token without one lives until `exp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    /// The mini-program; without it no `X-AppId` is injected and routes with `apps` refuse.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub appid: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unionid: Option<String>,
     /// The login hook's claims (scalars only); absent when there are none.
@@ -174,7 +182,15 @@ pub fn verify(
     if !valid {
         return Err(TokenError::BadSignature);
     }
-    let claims: Claims = decode_json(payload_b64).map_err(|_| TokenError::BadClaims)?;
+    let payload = URL_SAFE_NO_PAD
+        .decode(payload_b64)
+        .map_err(|_| TokenError::BadClaims)?;
+    // serde refuses a known claim given twice but skips unknown ones unseen, so the
+    // payload is checked for duplicate keys at every depth first.
+    if !distinct::keys_are_distinct(&payload) {
+        return Err(TokenError::BadClaims);
+    }
+    let claims: Claims = serde_json::from_slice(&payload).map_err(|_| TokenError::BadClaims)?;
     check_claims(&claims, policy, now)?;
     Ok(claims)
 }
@@ -184,9 +200,10 @@ fn check_claims(claims: &Claims, policy: &Policy<'_>, now: i64) -> Result<(), To
         return Err(TokenError::WrongAudience);
     }
     if !is_safe_id(&claims.sub)
-        || !is_safe_id(&claims.appid)
+        || !claims.appid.as_deref().is_none_or(is_safe_id)
         || !claims.unionid.as_deref().is_none_or(is_safe_id)
-        || claims.sid.is_empty()
+        || claims.sid.as_deref().is_some_and(str::is_empty)
+        || claims.jti.as_deref().is_some_and(str::is_empty)
         || !claims.phone.as_deref().is_none_or(claims::is_phone)
         || claims
             .ext

@@ -35,9 +35,9 @@ fn claims() -> Claims {
         iat: NOW - 10,
         nbf: Some(NOW - 10),
         exp: NOW + 600,
-        jti: "j1".into(),
-        sid: "s1".into(),
-        appid: "wx0123456789abcdef".into(),
+        jti: Some("j1".into()),
+        sid: Some("s1".into()),
+        appid: Some("wx0123456789abcdef".into()),
         unionid: None,
         ext: None,
         phone: None,
@@ -166,12 +166,86 @@ fn refuses_claim_tricks() {
     );
     cases.push("[]".into());
     cases.push("\"text\"".into());
-    cases.push(p.replacen('{', "{\"admin\":true,", 1));
     for payload in &cases {
         let token = forge(GOOD_HEADER, payload, SECRET);
         assert!(
             verify(&keys(), &policy(), &token, NOW).is_err(),
             "accepted payload {payload}"
+        );
+    }
+}
+
+#[test]
+fn a_token_with_only_the_required_claims_verifies() {
+    let minimal = format!(
+        r#"{{"iss":"wxgate","aud":"app","sub":"oMinimal","iat":{},"exp":{}}}"#,
+        NOW - 10,
+        NOW + 600
+    );
+    let token = forge(GOOD_HEADER, &minimal, SECRET);
+    let claims = verify(&keys(), &policy(), &token, NOW).expect("minimal claims verify");
+    assert_eq!(claims.sub, "oMinimal");
+    assert_eq!(
+        (claims.jti, claims.sid, claims.appid, claims.unionid),
+        (None, None, None, None)
+    );
+    assert_eq!((claims.ext, claims.phone, claims.nbf), (None, None, None));
+}
+
+#[test]
+fn unknown_claims_are_ignored_but_never_twice() {
+    let p = payload();
+    let with = |extra: &str| p.replacen('{', &format!("{{{extra},"), 1);
+    for extra in [
+        r#""admin":true"#,
+        r#""scope":"read write""#,
+        r#""roles":["a","b"],"meta":{"a":{"b":1}}"#,
+        r#""X-OpenId":"oAdmin""#,
+    ] {
+        let token = forge(GOOD_HEADER, &with(extra), SECRET);
+        assert_eq!(
+            verify(&keys(), &policy(), &token, NOW),
+            Ok(claims()),
+            "{extra}"
+        );
+    }
+    for extra in [
+        r#""admin":true,"admin":false"#,
+        r#""meta":{"a":1,"a":2}"#,
+        r#""list":[{"k":1,"k":1}]"#,
+    ] {
+        let token = forge(GOOD_HEADER, &with(extra), SECRET);
+        assert_eq!(
+            verify(&keys(), &policy(), &token, NOW),
+            Err(TokenError::BadClaims),
+            "{extra}"
+        );
+    }
+}
+
+#[test]
+fn optional_claims_that_are_present_keep_their_rules() {
+    let required = format!(
+        r#""iss":"wxgate","aud":"app","sub":"o1","iat":{},"exp":{}"#,
+        NOW - 10,
+        NOW + 600
+    );
+    for extra in [
+        r#""sid":"""#,
+        r#""sid":1"#,
+        r#""jti":"""#,
+        r#""jti":[]"#,
+        r#""appid":"wx 1""#,
+        r#""appid":true"#,
+        r#""unionid":"u\r\n""#,
+        r#""sid":null,"sid":"s""#,
+        r#""nbf":"soon""#,
+    ] {
+        let token = forge(GOOD_HEADER, &format!("{{{required},{extra}}}"), SECRET);
+        assert_eq!(
+            verify(&keys(), &policy(), &token, NOW),
+            Err(TokenError::BadClaims),
+            "{extra}"
         );
     }
 }
