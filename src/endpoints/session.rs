@@ -16,19 +16,35 @@ use crate::tokens;
 /// Refresh tokens are 43 characters; anything much longer is not one of ours.
 const MAX_REFRESH_TOKEN_LEN: usize = 256;
 
+/// Whether `presented` has the shape of a refresh token (base64url, bounded), so that
+/// anything else is refused without a store round trip.
+fn could_be_refresh_token(presented: &str) -> bool {
+    presented.len() <= MAX_REFRESH_TOKEN_LEN
+        && presented
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 pub async fn refresh(
     call: Call<'_>,
     request: Request<Incoming>,
 ) -> Result<Response<ResBody>, GatewayError> {
     let body = json_body(&call, request).await?;
+    // RFC 6749 5.2: a request that is not well-formed is `invalid_request`; a well-formed
+    // request whose grant is not a live refresh token (too long, another alphabet, an
+    // access token, unknown, spent, expired) is `invalid_grant`, which tells a client to
+    // log in again. Clients branch on this split.
     let presented = match body.get("refresh_token") {
-        Some(Value::String(t)) if !t.is_empty() && t.len() <= MAX_REFRESH_TOKEN_LEN => t.as_str(),
+        Some(Value::String(t)) if !t.is_empty() => t.as_str(),
         _ => {
             return Err(GatewayError::InvalidRequest(
-                "`refresh_token` must be a string",
+                "`refresh_token` must be a non-empty string",
             ))
         }
     };
+    if !could_be_refresh_token(presented) {
+        return Err(GatewayError::InvalidGrant);
+    }
     let runtime = call.runtime;
     let (refresh_token, refresh_hash) = new_refresh_token();
     let expires_at = tokens::now_unix() + runtime.settings.auth.refresh_ttl.as_secs() as i64;
