@@ -76,6 +76,11 @@ impl GuardedBody {
         }
     }
 
+    /// When the client must have sent the whole body.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
     /// Reads the whole body (for gateway endpoints, whose bodies are small).
     pub async fn collect_bytes(self) -> Result<Bytes, GatewayError> {
         match self.collect().await {

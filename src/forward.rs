@@ -148,17 +148,14 @@ impl Forwarder {
             let pool = &rc.pools[target];
             let target_path = [upstream.base_path.as_str(), path_and_query];
             let attempt_body = body.take().unwrap_or_else(GuardedBody::empty);
-            let result = tokio::time::timeout(
-                route.response_timeout,
-                upstream::send(pool, outgoing, attempt_body, target_path),
-            )
-            .await;
+            // `response_timeout` is applied inside: it runs once the request is sent.
+            let result = upstream::send(pool, outgoing, attempt_body, target_path).await;
             match result {
-                Ok(Ok(mut response)) => {
+                Ok(mut response) => {
                     headers::remove_hop_by_hop(response.headers_mut());
                     return Ok((response, started.elapsed()));
                 }
-                Ok(Err(e)) if e.is_connect() => {
+                Err(e) if e.is_connect() => {
                     let until = self.now_ms() + route.eject_for.as_millis() as u64;
                     rc.ejected_until[target].store(until, Ordering::Relaxed);
                     tracing::warn!(upstream = %upstream, error = %e, seconds = route.eject_for.as_secs(), "upstream refused the connection; ejected");
@@ -167,11 +164,7 @@ impl Forwarder {
                         return Err(GatewayError::UpstreamUnavailable);
                     }
                 }
-                Ok(Err(e)) => return Err(classify(e, upstream)),
-                Err(_) => {
-                    tracing::warn!(upstream = %upstream, "upstream did not answer in time");
-                    return Err(GatewayError::UpstreamTimeout);
-                }
+                Err(e) => return Err(classify(e, upstream)),
             }
         }
     }
@@ -181,6 +174,10 @@ impl Forwarder {
 fn classify(e: upstream::Error, upstream: &Upstream) -> GatewayError {
     match e {
         upstream::Error::Body(body_error) => body_error.into(),
+        upstream::Error::Timeout => {
+            tracing::warn!(upstream = %upstream, "upstream did not answer in time");
+            GatewayError::UpstreamTimeout
+        }
         e => {
             tracing::warn!(upstream = %upstream, error = %e, "upstream request failed");
             GatewayError::UpstreamUnavailable

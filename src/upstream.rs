@@ -50,6 +50,10 @@ pub enum Error {
     Io(io::Error),
     #[error("the upstream closed the connection before answering")]
     Closed,
+    /// No response head within `response_timeout` of the request being sent, or the
+    /// upstream stopped taking the request for that long past the client's deadline.
+    #[error("timed out")]
+    Timeout,
     #[error("invalid response: {0}")]
     Protocol(&'static str),
 }
@@ -69,7 +73,8 @@ pub struct Pool {
     pub host_header: HeaderValue,
     connect_timeout: Duration,
     idle_timeout: Duration,
-    /// How long a response body may go without a byte from the upstream.
+    /// The route's `response_timeout`: how long the response head may take once the
+    /// request is sent, and how long a response body may go without a byte.
     stall_timeout: Duration,
     max_idle: usize,
     /// Most recently returned last: checkout takes the warmest connection.
@@ -317,6 +322,10 @@ pub async fn send(
     let replayable =
         matches!(framing, Framing::None | Framing::Length(0)) && crate::forward::idempotent(method);
     let head_only = method == Method::HEAD;
+    let wait = pool.stall_timeout;
+    // Sending is bounded by the client's deadline, which the body enforces itself (408:
+    // the client was slow). An upstream that stops taking the request gets `wait` more.
+    let send_deadline = body.deadline() + wait;
     let mut reused = pool.checkout();
     loop {
         let fresh = reused.is_none();
@@ -324,17 +333,22 @@ pub async fn send(
             Some(conn) => conn,
             None => pool.connect().await?,
         };
-        let sent = write_request(&mut conn, &head, &mut body, framing).await;
+        let sending = write_request(&mut conn, &head, &mut body, framing);
+        let sent = tokio::time::timeout_at(send_deadline, sending)
+            .await
+            .unwrap_or(Err(Error::Timeout));
+        // `response_timeout` runs from here: the upstream cannot answer a request it has
+        // not received, so a slow client's body never counts against the upstream.
         let answer = match sent {
-            Ok(()) => read_head(&mut conn, head_only).await,
-            // An upstream may answer (413, 401...) and stop reading before the body is
-            // all sent: its answer, if one came, is the answer, on a connection not reused.
+            Ok(Sent::Whole) => read_head_within(&mut conn, head_only, wait).await,
+            // An upstream may answer (413, 401...) before the body is all sent, and stop
+            // reading: its answer is the answer, on a connection not reused.
+            Ok(Sent::Interrupted) => read_head_within(&mut conn, head_only, wait)
+                .await
+                .map(Parsed::closing),
             Err(Error::Io(e)) if !body.is_end_stream() => {
-                match read_head(&mut conn, head_only).await {
-                    Ok(mut parsed) => {
-                        parsed.keep_alive = false;
-                        Ok(parsed)
-                    }
+                match read_head_within(&mut conn, head_only, wait).await {
+                    Ok(parsed) => Ok(parsed.closing()),
                     Err(_) => Err(Error::Io(e)),
                 }
             }
@@ -351,14 +365,22 @@ pub async fn send(
     }
 }
 
+/// How far a request got upstream.
+enum Sent {
+    Whole,
+    /// The upstream said something before the body was all sent.
+    Interrupted,
+}
+
 async fn write_request(
     conn: &mut Conn,
     head: &[u8],
     body: &mut GuardedBody,
     framing: Framing,
-) -> Result<(), Error> {
+) -> Result<Sent, Error> {
     if matches!(framing, Framing::None | Framing::Length(0)) {
-        return conn.io.write_all(head).await.map_err(Error::Io);
+        conn.io.write_all(head).await.map_err(Error::Io)?;
+        return Ok(Sent::Whole);
     }
     let mut pending = Vec::with_capacity(head.len());
     pending.extend_from_slice(head);
@@ -376,7 +398,8 @@ async fn write_request(
                 if chunked {
                     pending.extend_from_slice(b"0\r\n\r\n");
                 }
-                return conn.io.write_all(&pending).await.map_err(Error::Io);
+                conn.io.write_all(&pending).await.map_err(Error::Io)?;
+                return Ok(Sent::Whole);
             }
             Some(Some(frame)) => {
                 let data = frame?.into_data().unwrap_or_default();
@@ -388,7 +411,15 @@ async fn write_request(
         }
     }
     conn.io.write_all(&pending).await.map_err(Error::Io)?;
-    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await {
+    let mut probe = [0u8; 1];
+    loop {
+        // While the client's body trickles in, the upstream may already answer.
+        let frame = tokio::select! {
+            biased;
+            frame = std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)) => frame,
+            _ = conn.io.peek(&mut probe) => return Ok(Sent::Interrupted),
+        };
+        let Some(frame) = frame else { break };
         let data = frame?.into_data().unwrap_or_default();
         if data.is_empty() {
             continue;
@@ -404,7 +435,7 @@ async fn write_request(
     if chunked {
         conn.io.write_all(b"0\r\n\r\n").await.map_err(Error::Io)?;
     }
-    Ok(())
+    Ok(Sent::Whole)
 }
 
 fn put_data(out: &mut Vec<u8>, data: &[u8], chunked: bool) {
@@ -437,6 +468,17 @@ struct Parsed {
     headers: HeaderMap,
     kind: BodyKind,
     keep_alive: bool,
+}
+
+/// [`read_head`], given `wait` to finish.
+async fn read_head_within(
+    conn: &mut Conn,
+    head_only: bool,
+    wait: Duration,
+) -> Result<Parsed, Error> {
+    tokio::time::timeout(wait, read_head(conn, head_only))
+        .await
+        .unwrap_or(Err(Error::Timeout))
 }
 
 /// Reads until a final (non-1xx, or 101) response head has arrived.
@@ -621,6 +663,12 @@ fn body_kind(
 }
 
 impl Parsed {
+    /// The same answer, on a connection that is not reused (the request was cut short).
+    fn closing(mut self) -> Self {
+        self.keep_alive = false;
+        self
+    }
+
     fn into_response(self, mut conn: Conn, pool: &Arc<Pool>) -> Response<UpstreamBody> {
         let state = match self.kind {
             _ if self.status == StatusCode::SWITCHING_PROTOCOLS => State::Upgrade(Box::new(conn)),

@@ -45,3 +45,51 @@ async fn a_stalled_proxied_body_is_408_and_never_completes_upstream() {
         "the upstream got a complete body"
     );
 }
+
+#[tokio::test]
+async fn a_trickling_body_is_the_clients_408_not_an_upstream_504() {
+    let world = World::start_with(|c| {
+        c.server_extra = "request_timeout = \"3s\"".into();
+        c.routes += &format!(
+            "[[routes]]\nprefix = \"/upload\"\nupstream = \"{}\"\nauth = \"none\"\nresponse_timeout = \"1s\"\n",
+            c.upstream
+        );
+    })
+    .await;
+    let head = "POST /upload/file HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n";
+    let (answer, elapsed) =
+        support::trickle(world.gateway.addr, head, Duration::from_millis(300)).await;
+    assert_eq!(support::status_of(&answer), 408, "{answer}");
+    assert!(answer.contains("\"request_timeout\""), "{answer}");
+    // At `request_timeout`, not at the route's 1 s `response_timeout`.
+    assert!(
+        elapsed >= Duration::from_millis(2500) && elapsed <= Duration::from_secs(4),
+        "answered after {elapsed:?}"
+    );
+    assert!(
+        world
+            .upstream
+            .requests()
+            .iter()
+            .all(|r| r.body.len() < 100_000),
+        "the upstream got a complete request"
+    );
+    // Blamed on the client in the metrics too: a 4xx of the route, no 5xx.
+    let metrics = world
+        .http
+        .get(format!("http://{}/metrics", world.gateway.admin))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let count = |class: &str| {
+        let key = format!("wxgate_requests_total{{route=\"/upload\",class=\"{class}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(key.as_str()))
+            .map_or(0.0, |v| v.trim().parse::<f64>().unwrap_or(0.0))
+    };
+    assert_eq!((count("4xx"), count("5xx")), (1.0, 0.0), "{metrics}");
+}

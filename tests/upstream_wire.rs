@@ -63,6 +63,15 @@ async fn serve(mut stream: TcpStream, script: Script) {
             .and_then(|(_, v)| v.trim().parse().ok())
             .unwrap_or(0);
         let target = head.split(' ').nth(1).unwrap_or("").to_string();
+        if target.ends_with("/early-open") {
+            // Answers at once and keeps the connection open, reading nothing more: only a
+            // client that listens while it sends hears the answer.
+            let _ = stream
+                .write_all(b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 4\r\n\r\nnope")
+                .await;
+            tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+            return;
+        }
         if target.ends_with("/early") {
             // Answers without reading the body, then closes with it unread.
             let _ = stream
@@ -338,6 +347,23 @@ async fn a_client_that_stops_reading_is_dropped_and_its_upstream_connection_with
         "a client that stopped reading held its upstream connection for 20 s"
     );
     drop(client);
+}
+
+#[tokio::test]
+async fn an_early_answer_to_a_trickling_body_is_passed_on_at_once() {
+    let upstream = Scripted::start(answers).await;
+    let wechat = Wechat::start().await;
+    let mut config = ConfigBuilder::new(&wechat.base(), &format!("http://{}", upstream.addr));
+    config.server_extra = "request_timeout = \"10s\"".into();
+    let gw = Gateway::start(&config.text()).await;
+    let head = "POST /public/early-open HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n";
+    let (answer, elapsed) =
+        support::trickle(gw.addr, head, std::time::Duration::from_millis(200)).await;
+    assert_eq!(support::status_of(&answer), 401, "{answer}");
+    assert!(
+        elapsed < std::time::Duration::from_secs(5),
+        "the early answer waited for the body: {elapsed:?}"
+    );
 }
 
 #[tokio::test]

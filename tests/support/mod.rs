@@ -342,6 +342,40 @@ pub async fn raw(addr: SocketAddr, request: &[u8], wait: Duration) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Sends `head` (which promises a body), then the body one byte every `every`, until the
+/// server answers. Returns the answer's head and when it came, from the first byte sent.
+pub async fn trickle(addr: SocketAddr, head: &str, every: Duration) -> (String, Duration) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    let (mut reader, mut writer) = stream.into_split();
+    let started = std::time::Instant::now();
+    writer.write_all(head.as_bytes()).await.expect("write head");
+    let dripping = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            if writer.write_all(b"x").await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read = tokio::time::timeout(Duration::from_secs(20), async {
+        while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+            match reader.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    let elapsed = started.elapsed();
+    dripping.abort();
+    assert!(read.is_ok(), "no answer within 20 s");
+    (String::from_utf8_lossy(&answer).into_owned(), elapsed)
+}
+
 /// One keep-alive HTTP/1.1 `GET /api/x` with `token` on an established connection; reads
 /// the whole answer, so the next request can follow on the same connection. The status.
 pub async fn get_on<S>(stream: &mut S, token: &str) -> u16
