@@ -68,15 +68,22 @@ pub fn credential<'a>(
 
 /// `Bearer <token>`, the scheme compared case-insensitively (RFC 9110 11.1).
 fn bearer(value: &str) -> Result<&str, GatewayError> {
-    let value = value.trim();
-    match value.split_once([' ', '\t']) {
-        Some((scheme, rest))
-            if scheme.eq_ignore_ascii_case("bearer") && !rest.trim().is_empty() =>
-        {
-            Ok(rest.trim())
-        }
-        _ => Err(GatewayError::InvalidToken(TokenError::Malformed)),
-    }
+    bearer_scheme(value)
+        .filter(|token| !token.is_empty())
+        .ok_or(GatewayError::InvalidToken(TokenError::Malformed))
+}
+
+/// The credential of an `Authorization` value whose scheme is `Bearer` (any case, any
+/// blanks around and after it), possibly empty; `None` for any other scheme. The one
+/// reading of the header: authentication takes the token from it, and with
+/// `forward_token = false` forwarding removes exactly the values it says are bearer
+/// credentials.
+pub fn bearer_scheme(value: &str) -> Option<&str> {
+    let value = value.trim_matches([' ', '\t']);
+    let (scheme, rest) = value.split_once([' ', '\t']).unwrap_or((value, ""));
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| rest.trim_matches([' ', '\t']))
 }
 
 /// Verifies a token (through the runtime's verified-token cache) and checks its session
@@ -133,6 +140,23 @@ mod tests {
                 .flatten()
                 .map(|c| c.token.to_string());
             assert_eq!(c.as_deref(), Some("abc"), "{value}");
+        }
+    }
+
+    #[test]
+    fn one_reading_of_the_bearer_scheme_for_auth_and_for_stripping() {
+        for (value, token) in [
+            ("Bearer abc", Some("abc")),
+            ("Bearer\tabc", Some("abc")),
+            (" Bearer abc", Some("abc")),
+            ("bearer \t abc \t", Some("abc")),
+            ("Bearer", Some("")),
+            ("Bearer   ", Some("")),
+            ("Basic abc", None),
+            ("Bearerabc", None),
+            ("abc", None),
+        ] {
+            assert_eq!(bearer_scheme(value), token, "{value:?}");
         }
     }
 

@@ -272,6 +272,11 @@ fn admit(
         return Err(GatewayError::InvalidRequest("CONNECT is not supported"));
     }
     let uri = request.uri();
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err(GatewayError::InvalidRequest(
+            "the request target must not carry userinfo",
+        ));
+    }
     let uri_len = uri.path_and_query().map_or(0, |pq| pq.as_str().len())
         + uri.authority().map_or(0, |a| a.as_str().len())
         + uri.scheme_str().map_or(0, |s| s.len() + 3);
@@ -288,6 +293,13 @@ fn admit(
         header_bytes += name.as_str().len() + value.len() + 4;
         if name == HOST {
             hosts += 1;
+            // `admin.example.com@api.example.com`: routing would read one host and
+            // `X-Forwarded-Host` carry another (RFC 9110 4.2.4: userinfo is an error).
+            if value.as_bytes().contains(&b'@') {
+                return Err(GatewayError::InvalidRequest(
+                    "the Host must not carry userinfo",
+                ));
+            }
         } else if name == TRANSFER_ENCODING {
             framed = true;
         } else if name == CONTENT_LENGTH {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::header::{
-    HeaderName, HeaderValue, AUTHORIZATION, CONNECTION, CONTENT_LENGTH, EXPECT, HOST,
+    HeaderName, HeaderValue, AUTHORIZATION, CONNECTION, CONTENT_LENGTH, COOKIE, EXPECT, HOST,
 };
 use http::request::Parts;
 use http::{Method, Response};
@@ -237,6 +237,7 @@ pub fn outgoing(
         !(headers::is_hop_by_hop(name)
             || connection_named.contains(name)
             || headers::is_identity(name, &auth.identity.strip)
+            || headers::is_forwarding_alias(name)
             || (!auth.forward_token
                 && auth.token_headers.contains(name)
                 && (name != AUTHORIZATION || strip_bearer))
@@ -257,11 +258,24 @@ pub fn outgoing(
             || (name == X_FORWARDED_PROTO && !keep_proto)
             || (name == X_FORWARDED_HOST && !keep_host)
     };
+    // HTTP/2 clients send each cookie as its own field; HTTP/1.1 allows one `Cookie`
+    // line, so they are joined with "; " (RFC 9113 8.2.3), the only header joined so.
+    let join_cookies = seen.cookies > 1 && passes(&COOKIE);
     let mut lines = Vec::with_capacity(512);
     for (name, value) in h {
-        if passes(name) && !ours(name) {
+        if passes(name) && !ours(name) && !(join_cookies && name == COOKIE) {
             put(&mut lines, name.as_str(), value.as_bytes());
         }
+    }
+    if join_cookies {
+        lines.extend_from_slice(b"cookie: ");
+        for (i, value) in h.get_all(COOKIE).iter().enumerate() {
+            if i > 0 {
+                lines.extend_from_slice(b"; ");
+            }
+            lines.extend_from_slice(value.as_bytes());
+        }
+        lines.extend_from_slice(b"\r\n");
     }
     // X-Forwarded-For: only a trusted proxy's chain is kept (and extended); anyone else's
     // is replaced, not appended to.
@@ -318,6 +332,8 @@ struct Seen {
     forwarded_for: bool,
     forwarded_proto: bool,
     forwarded_host: bool,
+    /// How many `Cookie` fields there are (counting stops at two).
+    cookies: u8,
     /// An `Authorization` header carries a bearer token: only then is it the gateway's to
     /// remove (an upstream's own Basic credentials pass on public routes).
     bearer: bool,
@@ -329,11 +345,13 @@ impl Seen {
             self.connection = true;
         } else if name == CONTENT_LENGTH {
             self.length = true;
+        } else if name == COOKIE {
+            self.cookies = self.cookies.saturating_add(1).min(2);
         } else if name == AUTHORIZATION {
-            self.bearer |= value
-                .as_bytes()
-                .get(..7)
-                .is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"bearer "));
+            self.bearer |= std::str::from_utf8(value.as_bytes())
+                .ok()
+                .and_then(crate::authn::bearer_scheme)
+                .is_some();
         } else if name == X_FORWARDED_FOR {
             self.forwarded_for = true;
         } else if name == X_FORWARDED_PROTO {

@@ -62,6 +62,23 @@ pub fn is_identity(name: &HeaderName, strip: &[String]) -> bool {
     strip.iter().any(|s| folds_to(name.as_str(), s))
 }
 
+/// The forwarding headers wxgate writes itself, folded.
+const FORWARDING: [&str; 5] = [
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-real-ip",
+    "x-request-id",
+];
+
+/// Whether `name` is an underscore spelling of a forwarding header (`X_Real_IP`). CGI, PHP
+/// and WSGI stacks fold it into the same variable as the real one, which wxgate replaces
+/// or vouches for; no proxy sends these spellings, so they are removed from everyone.
+pub fn is_forwarding_alias(name: &HeaderName) -> bool {
+    let name = name.as_str();
+    name.contains('_') && FORWARDING.iter().any(|f| folds_to(name, f))
+}
+
 /// `name` is already lower-case (the `http` crate guarantees it); `folded` is lower-case with `-`.
 fn folds_to(name: &str, folded: &str) -> bool {
     name.len() == folded.len()
@@ -117,6 +134,29 @@ mod tests {
             .map(|name| name.as_str())
             .collect();
         assert_eq!(kept, vec!["x-openidx", "accept"], "{h:?}");
+    }
+
+    #[test]
+    fn underscore_spellings_of_forwarding_headers_are_aliases() {
+        for alias in [
+            "X_Real_IP",
+            "x_forwarded_for",
+            "X-Forwarded_Proto",
+            "X_FORWARDED_HOST",
+            "x_request_id",
+        ] {
+            let name = HeaderName::from_bytes(alias.as_bytes()).expect("name");
+            assert!(is_forwarding_alias(&name), "{alias}");
+        }
+        for other in [
+            "x-real-ip",
+            "x-forwarded-for",
+            "x_custom_header",
+            "x_real_ipv6",
+        ] {
+            let name = HeaderName::from_bytes(other.as_bytes()).expect("name");
+            assert!(!is_forwarding_alias(&name), "{other}");
+        }
     }
 
     #[test]

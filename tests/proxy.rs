@@ -776,3 +776,80 @@ async fn a_kept_alive_connection_authenticates_every_request_on_its_own() {
     assert_identity(&seen[0], &verified("nina_1"), "first");
     assert_identity(&seen[1], &[], "third, after an authenticated request");
 }
+
+#[tokio::test]
+async fn a_bearer_token_is_stripped_whatever_blank_follows_the_scheme() {
+    let world = World::start().await;
+    let token = mint("tab_1", 600);
+    for value in [format!("Bearer\t{token}"), format!("bearer \t {token}")] {
+        for path in ["GET /api/tab", "GET /public/tab"] {
+            let reply = send(world.gateway.addr, path, &[("Authorization", &value)]).await;
+            expect(&reply, 200, "", path);
+            let seen = world.upstream.last();
+            assert!(
+                seen.all("authorization").is_empty(),
+                "{path} {value:?} forwarded the token:\n{}",
+                seen.head
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn underscore_spellings_of_forwarding_headers_never_reach_the_upstream() {
+    #[rustfmt::skip]
+    let forged = [
+        ("X_Real_IP", "6.6.6.6"), ("X_Forwarded_For", "6.6.6.6"), ("X_Forwarded_Proto", "https"),
+        ("X_Forwarded_Host", "evil.example"), ("X_Request_Id", "evil"),
+    ];
+    for trusted in [false, true] {
+        let world = world_trusting(trusted).await;
+        let reply = send(world.gateway.addr, "GET /public/u", &forged).await;
+        expect(&reply, 200, "", "underscores");
+        let seen = world.upstream.last();
+        let underscored = seen.headers.iter().any(|(name, _)| name.contains('_'));
+        assert!(
+            !underscored && !seen.head.contains("6.6.6.6") && !seen.head.contains("evil"),
+            "trusted: {trusted}\n{}",
+            seen.head
+        );
+        assert_eq!(seen.all("x-real-ip"), vec!["127.0.0.1"]);
+    }
+}
+
+#[tokio::test]
+async fn a_host_or_target_with_userinfo_is_refused() {
+    let world = World::start().await;
+    let host = [("Host", "admin.example.com@api.example.com")];
+    let reply = send(world.gateway.addr, "GET /public/h", &host).await;
+    expect(&reply, 400, "invalid_request", "Host userinfo");
+    let reply = send(
+        world.gateway.addr,
+        "GET http://admin@wxgate.test/public/h",
+        &[],
+    )
+    .await;
+    expect(&reply, 400, "invalid_request", "absolute-form userinfo");
+    assert_eq!(world.upstream.count(), 0);
+}
+
+#[tokio::test]
+async fn http2_cookie_fields_are_joined_into_one_cookie_line() {
+    let world = World::start().await;
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .expect("client");
+    let response = h2
+        .get(world.url("/public/cookies"))
+        .header("cookie", "a=1")
+        .header("cookie", "b=2")
+        .header("cookie", "c=3")
+        .send()
+        .await
+        .expect("h2 request");
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    assert_eq!(response.status(), 200);
+    let seen = world.upstream.last();
+    assert_eq!(seen.all("cookie"), vec!["a=1; b=2; c=3"], "{}", seen.head);
+}

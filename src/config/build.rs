@@ -366,7 +366,7 @@ impl Builder<'_> {
             .enumerate()
             .filter_map(|(i, h)| self.header_name(&format!("auth.token_headers[{i}]"), h))
             .collect();
-        let identity = self.identity(a);
+        let identity = self.identity(a, &token_headers);
         let endpoint_prefix = self.endpoint_prefix(&a.endpoint_prefix);
         let rate = &a.login_rate_limit;
         let per_minute = self.positive(
@@ -410,7 +410,11 @@ impl Builder<'_> {
         })
     }
 
-    fn identity(&mut self, a: &AuthSection) -> Option<IdentityHeaders> {
+    fn identity(
+        &mut self,
+        a: &AuthSection,
+        token_headers: &[HeaderName],
+    ) -> Option<IdentityHeaders> {
         let cloudrun = match a.header_style.as_str() {
             "default" => false,
             "cloudrun" => true,
@@ -426,6 +430,14 @@ impl Builder<'_> {
         let unionid = self.header_name("auth.unionid_header", &a.unionid_header);
         let appid = self.header_name("auth.appid_header", &a.appid_header);
         let (openid, unionid, appid) = (openid?, unionid?, appid?);
+        self.distinct_identity_headers(
+            [
+                ("auth.identity_header", &openid),
+                ("auth.unionid_header", &unionid),
+                ("auth.appid_header", &appid),
+            ],
+            token_headers,
+        );
         let mut strip: Vec<String> = [openid.as_str(), unionid.as_str(), appid.as_str()]
             .into_iter()
             .chain(CLOUDRUN_HEADERS)
@@ -451,6 +463,32 @@ impl Builder<'_> {
                 strip,
             }
         })
+    }
+
+    /// Each identity header is its own (two would make one identity value overwrite
+    /// another) and none is a header wxgate reads, frames with or writes: as
+    /// `Content-Length` or `Transfer-Encoding` it would reframe the request upstream, as a
+    /// token header it would be stripped and injected at once.
+    fn distinct_identity_headers(
+        &mut self,
+        named: [(&str, &HeaderName); 3],
+        token_headers: &[HeaderName],
+    ) {
+        let owned: Vec<String> = hook::owned_headers(token_headers).collect();
+        for (i, (path, name)) in named.iter().enumerate() {
+            let folded = fold_header_name(name.as_str());
+            if owned.contains(&folded) {
+                self.problem(
+                    path,
+                    format!("`{name}` is a header wxgate sets, reads or frames the request with"),
+                );
+            } else if let Some((other, _)) = named[..i]
+                .iter()
+                .find(|(_, n)| fold_header_name(n.as_str()) == folded)
+            {
+                self.problem(path, format!("`{name}` is already `{other}`"));
+            }
+        }
     }
 
     fn endpoint_prefix(&mut self, prefix: &str) -> Option<String> {

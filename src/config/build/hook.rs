@@ -25,6 +25,16 @@ const WXGATE_HEADERS: [&str; 12] = [
     "x-request-id",
 ];
 
+/// Folded names of the headers wxgate reads, frames the message with or writes itself
+/// (besides identity headers): no configured identity or claim header may be one of them.
+pub(super) fn owned_headers(token_headers: &[HeaderName]) -> impl Iterator<Item = String> + '_ {
+    token_headers
+        .iter()
+        .map(|h| fold_header_name(h.as_str()))
+        .chain(crate::headers::HOP_BY_HOP.iter().map(|h| h.to_string()))
+        .chain(WXGATE_HEADERS.iter().map(|h| h.to_string()))
+}
+
 impl Builder<'_> {
     pub(super) fn on_login(&mut self, hook: &OnLoginSection) -> Option<LoginHook> {
         let url = match url::Url::parse(&hook.url) {
@@ -71,9 +81,7 @@ impl Builder<'_> {
             .map(|i| i.strip.clone())
             .unwrap_or_default()
             .into_iter()
-            .chain(token_headers.iter().map(|h| fold_header_name(h.as_str())))
-            .chain(crate::headers::HOP_BY_HOP.iter().map(|h| h.to_string()))
-            .chain(WXGATE_HEADERS.iter().map(|h| h.to_string()))
+            .chain(owned_headers(token_headers))
             .collect();
         let mut claim_headers: Vec<(String, HeaderName)> = Vec::new();
         for (claim, header) in &a.claim_headers {
