@@ -1,5 +1,6 @@
 //! The gateway's state: the current runtime (swappable as a whole) and what outlives reloads.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -65,6 +66,10 @@ impl Runtime {
 pub struct Gateway {
     runtime: ArcSwap<Runtime>,
     pub store: Store,
+    /// The Unix time by which every access token minted under an earlier configuration has
+    /// expired: a reload that shortens `access_ttl` must not shorten revocations of
+    /// sessions whose tokens were minted under the longer one.
+    earlier_tokens_end: AtomicI64,
 }
 
 impl Gateway {
@@ -75,7 +80,16 @@ impl Gateway {
         Ok(Arc::new(Self {
             runtime: ArcSwap::from_pointee(runtime),
             store,
+            earlier_tokens_end: AtomicI64::new(0),
         }))
+    }
+
+    /// Until when a session revoked now must stay revoked: until every access token it may
+    /// have, under this configuration or an earlier one, has expired.
+    pub fn revocation_horizon(&self, runtime: &Runtime) -> i64 {
+        let now = crate::tokens::now_unix();
+        let current = now + lifetime(runtime);
+        current.max(self.earlier_tokens_end.load(Ordering::Relaxed)) + 1
     }
 
     /// The runtime a request uses from start to end, even if a reload happens meanwhile.
@@ -111,8 +125,17 @@ impl Gateway {
         if settings.store != current.settings.store {
             tracing::warn!("[store] changed; it takes effect only after a restart");
         }
-        self.runtime
-            .store(std::sync::Arc::new(Runtime::new(settings)?));
+        let next = Runtime::new(settings)?;
+        let minted_until = crate::tokens::now_unix() + lifetime(&current);
+        self.earlier_tokens_end
+            .fetch_max(minted_until, Ordering::Relaxed);
+        self.runtime.store(Arc::new(next));
         Ok(())
     }
+}
+
+/// The longest an access token minted under `runtime` is accepted: its TTL and the leeway.
+fn lifetime(runtime: &Runtime) -> i64 {
+    let auth = &runtime.settings.auth;
+    (auth.access_ttl + auth.leeway).as_secs() as i64
 }

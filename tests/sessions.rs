@@ -423,3 +423,23 @@ async fn a_token_verified_before_is_still_refused_after_logout() {
     assert_eq!(world.get_with_token("/api/x", access).await.status(), 401);
     assert_eq!(world.upstream.count(), 3);
 }
+
+#[tokio::test]
+async fn a_reload_that_shortens_access_ttl_keeps_earlier_tokens_revoked() {
+    let mut fw = support::keys::FileWorld::start(support::keys::hmac("k1")).await;
+    let mut set_auth = |fw: &mut support::keys::FileWorld, extra: &str| {
+        fw.config.auth_extra = extra.into();
+        std::fs::write(&fw.path, fw.config.text()).expect("rewrite config");
+        fw.world.gateway.state.reload().expect("reload");
+    };
+    set_auth(&mut fw, "access_ttl = \"1h\"\nleeway = \"0s\"\n");
+    let login = fw.world.login("ttl-shrink").await;
+    let token = login["access_token"].as_str().expect("token");
+    set_auth(&mut fw, "access_ttl = \"1s\"\nleeway = \"0s\"\n");
+    assert_eq!(logout(&fw.world, token).await, 204);
+    // Past the new TTL (and the second of margin): a revocation sized by it would lapse,
+    // while the token, minted under the hour-long TTL, is still unexpired.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let response = fw.world.get_with_token("/api/x", token).await;
+    assert_eq!(response.status(), 401, "a logged-out token works again");
+}

@@ -237,9 +237,8 @@ fn new_refresh_token() -> (String, crate::store::Digest) {
 }
 
 /// When access tokens of a revoked session have all expired, so the revocation can lapse.
-fn revocation_horizon(runtime: &Runtime) -> i64 {
-    let auth = &runtime.settings.auth;
-    tokens::now_unix() + (auth.access_ttl + auth.leeway).as_secs() as i64 + 1
+fn revocation_horizon(call: &Call<'_>) -> i64 {
+    call.gateway.revocation_horizon(call.runtime)
 }
 
 impl From<crate::store::StoreUnavailable> for GatewayError {

@@ -55,7 +55,7 @@ pub async fn refresh(
             digest(&[presented.as_bytes()]),
             refresh_hash,
             expires_at,
-            revocation_horizon(runtime),
+            revocation_horizon(&call),
         )
         .await?;
     match rotation {
@@ -80,7 +80,7 @@ pub async fn logout(
     ))?;
     call.gateway
         .store
-        .revoke(sid, revocation_horizon(call.runtime))
+        .revoke(sid, revocation_horizon(&call))
         .await?;
     let mut response = Response::new(body::empty());
     *response.status_mut() = StatusCode::NO_CONTENT;

@@ -8,12 +8,10 @@
 
 mod memory;
 mod redis;
+mod revocations;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use moka::sync::Cache;
-use moka::Expiry;
+use std::time::Duration;
 
 use crate::claims::Ext;
 use crate::secret::Secret;
@@ -22,10 +20,10 @@ use crate::tokens::now_unix;
 
 pub use memory::MemoryStore;
 pub use redis::RedisStore;
+pub use revocations::Revocations;
 
 /// How long a login code is remembered: WeChat codes live five minutes.
 pub const CODE_MEMORY: Duration = Duration::from_secs(300);
-const MAX_REVOKED: u64 = 1_000_000;
 
 #[derive(Debug, Clone)]
 pub struct Session {
@@ -112,57 +110,11 @@ pub trait SessionStore: Send + Sync {
     async fn shared_forget(&self, key: &str, value: &str) -> Result<(), StoreUnavailable>;
 }
 
-/// The local view of revoked sessions: `sid` → Unix time until which it stays revoked.
-#[derive(Clone)]
-pub struct Revocations(Cache<String, i64>);
-
-struct UntilExpiry;
-
-impl Expiry<String, i64> for UntilExpiry {
-    fn expire_after_create(&self, _: &String, v: &i64, _: Instant) -> Option<Duration> {
-        until(*v)
-    }
-    fn expire_after_update(
-        &self,
-        _: &String,
-        v: &i64,
-        _: Instant,
-        _: Option<Duration>,
-    ) -> Option<Duration> {
-        until(*v)
-    }
-}
-
 /// The time left until the Unix time `expires_at` (zero when it has passed).
 pub(crate) fn until(expires_at: i64) -> Option<Duration> {
     Some(Duration::from_secs(
         expires_at.saturating_sub(now_unix()).max(0) as u64,
     ))
-}
-
-impl Default for Revocations {
-    fn default() -> Self {
-        Self(
-            Cache::builder()
-                .max_capacity(MAX_REVOKED)
-                .expire_after(UntilExpiry)
-                .build(),
-        )
-    }
-}
-
-impl Revocations {
-    pub fn insert(&self, sid: &str, until: i64) {
-        if until <= now_unix() {
-            return;
-        }
-        let later = self.0.get(sid).map_or(until, |known| known.max(until));
-        self.0.insert(sid.to_string(), later);
-    }
-
-    pub fn contains(&self, sid: &str) -> bool {
-        self.0.contains_key(sid)
-    }
 }
 
 /// The session store a gateway uses: a backend plus the local revocation view.
