@@ -427,7 +427,7 @@ async fn a_token_verified_before_is_still_refused_after_logout() {
 #[tokio::test]
 async fn a_reload_that_shortens_access_ttl_keeps_earlier_tokens_revoked() {
     let mut fw = support::keys::FileWorld::start(support::keys::hmac("k1")).await;
-    let mut set_auth = |fw: &mut support::keys::FileWorld, extra: &str| {
+    let set_auth = |fw: &mut support::keys::FileWorld, extra: &str| {
         fw.config.auth_extra = extra.into();
         std::fs::write(&fw.path, fw.config.text()).expect("rewrite config");
         fw.world.gateway.state.reload().expect("reload");
