@@ -4,10 +4,12 @@
 //! Two backends stand behind [`SessionStore`]: the embedded [`MemoryStore`] (one instance)
 //! and [`RedisStore`] (several instances sharing one Redis). Whatever the backend, the
 //! revocation check made on every proxied request is a local lookup in [`Revocations`];
-//! the Redis backend keeps that local view current through pub/sub.
+//! the Redis backend keeps that local view current through pub/sub. Open WebSocket tunnels
+//! [`watch`](Store::watch_revocation) that view to close when their session is revoked.
 
 mod memory;
 mod redis;
+mod watch;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,6 +24,7 @@ use crate::tokens::now_unix;
 
 pub use memory::MemoryStore;
 pub use redis::RedisStore;
+pub use watch::RevocationWatch;
 
 /// How long a login code is remembered: WeChat codes live five minutes.
 pub const CODE_MEMORY: Duration = Duration::from_secs(300);
@@ -112,9 +115,13 @@ pub trait SessionStore: Send + Sync {
     async fn shared_forget(&self, key: &str, value: &str) -> Result<(), StoreUnavailable>;
 }
 
-/// The local view of revoked sessions: `sid` → Unix time until which it stays revoked.
+/// The local view of revoked sessions: `sid` → Unix time until which it stays revoked, and
+/// who waits to hear about a revocation.
 #[derive(Clone)]
-pub struct Revocations(Cache<String, i64>);
+pub struct Revocations {
+    revoked: Cache<String, i64>,
+    watchers: Arc<watch::Watchers>,
+}
 
 struct UntilExpiry;
 
@@ -142,12 +149,13 @@ pub(crate) fn until(expires_at: i64) -> Option<Duration> {
 
 impl Default for Revocations {
     fn default() -> Self {
-        Self(
-            Cache::builder()
+        Self {
+            revoked: Cache::builder()
                 .max_capacity(MAX_REVOKED)
                 .expire_after(UntilExpiry)
                 .build(),
-        )
+            watchers: Arc::default(),
+        }
     }
 }
 
@@ -156,12 +164,27 @@ impl Revocations {
         if until <= now_unix() {
             return;
         }
-        let later = self.0.get(sid).map_or(until, |known| known.max(until));
-        self.0.insert(sid.to_string(), later);
+        let later = self
+            .revoked
+            .get(sid)
+            .map_or(until, |known| known.max(until));
+        self.revoked.insert(sid.to_string(), later);
+        // After the insert: a watch that begins meanwhile finds the sid in the set.
+        self.watchers.revoked(sid);
     }
 
     pub fn contains(&self, sid: &str) -> bool {
-        self.0.contains_key(sid)
+        self.revoked.contains_key(sid)
+    }
+
+    /// A watch that completes when `sid` is revoked. It is registered before the set is
+    /// looked at, so a revocation arriving at any moment is either seen now or notified.
+    pub fn watch(&self, sid: &str) -> RevocationWatch {
+        let watch = self.watchers.register(sid);
+        if self.contains(sid) {
+            watch.fire();
+        }
+        watch
     }
 }
 
@@ -241,6 +264,12 @@ impl Store {
         self.revoked.contains(sid)
     }
 
+    /// Watches `sid` for revocation, whether it happens here or, with Redis, on another
+    /// instance.
+    pub fn watch_revocation(&self, sid: &str) -> RevocationWatch {
+        self.revoked.watch(sid)
+    }
+
     pub async fn ping(&self) -> bool {
         self.backend.ping().await
     }
@@ -310,6 +339,47 @@ mod tests {
             store.rotate(r2, r3, exp, exp).await,
             Ok(Rotation::Invalid)
         ));
+    }
+
+    /// Whether `watch` has been told its session is revoked, without waiting for it.
+    async fn fired(watch: &RevocationWatch) -> bool {
+        tokio::time::timeout(Duration::ZERO, watch.revoked())
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test]
+    async fn a_watch_hears_its_sessions_revocation_whenever_it_comes() {
+        let store = Store::memory();
+        let (before, other) = (store.watch_revocation("s1"), store.watch_revocation("s2"));
+        assert!(!fired(&before).await);
+        store.revoke("s1", now_unix() + 60).await.ok();
+        assert!(fired(&before).await, "a revocation after the watch began");
+        assert!(!fired(&other).await, "another session's watch");
+        let after = store.watch_revocation("s1");
+        assert!(fired(&after).await, "a watch begun after the revocation");
+        let replayed = store.watch_revocation("s2");
+        store.create(&session("s2"), digest(&[b"w1"])).await.ok();
+        let exp = now_unix() + 60;
+        let (w1, w2, w3) = (digest(&[b"w1"]), digest(&[b"w2"]), digest(&[b"w3"]));
+        store.rotate(w1, w2, exp, exp).await.ok();
+        store.rotate(w1, w3, exp, exp).await.ok();
+        assert!(
+            fired(&replayed).await,
+            "a replayed refresh token revokes too"
+        );
+    }
+
+    #[test]
+    fn a_dropped_watch_leaves_the_registry() {
+        let revocations = Revocations::default();
+        let (a, b) = (revocations.watch("s1"), revocations.watch("s1"));
+        assert_eq!(revocations.watchers.len(), 2);
+        drop(a);
+        assert_eq!(revocations.watchers.len(), 1);
+        drop(b);
+        assert_eq!(revocations.watchers.len(), 0);
+        revocations.insert("s1", now_unix() + 60);
     }
 
     #[tokio::test]
