@@ -164,7 +164,8 @@ struct Forward {
     outgoing: forward::Outgoing,
     body: GuardedBody,
     path_and_query: String,
-    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    /// A WebSocket upgrade wxgate lets through, waiting for the upstream's 101.
+    upgrade: Option<upgrade::Pending>,
 }
 
 /// Everything up to the first wait: admission, the canonical path, the endpoint or route,
@@ -216,7 +217,10 @@ fn prepare(
         path_and_query.push_str(query);
     }
     let websocket = route.websocket && upgrade::is_websocket(request.headers(), request.version());
-    let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut request));
+    let leeway = settings.auth.leeway;
+    let upgrade = websocket
+        .then(|| upgrade::Pending::new(&mut request, identity.as_deref(), leeway, &gateway.store))
+        .transpose()?;
     let (parts, body) = request.into_parts();
     let original_host = original_host(&parts);
     let hop = Hop {
@@ -234,7 +238,7 @@ fn prepare(
         outgoing,
         body: GuardedBody::new(body, route.max_body_bytes, deadline),
         path_and_query,
-        client_upgrade,
+        upgrade,
     }))
 }
 
@@ -247,15 +251,14 @@ impl Forward {
         trail.upstream = Some(elapsed);
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
             // Only an upgrade the client asked for, and wxgate let through, may switch
-            // protocols.
-            let client_upgrade = self
-                .client_upgrade
-                .ok_or(GatewayError::UpstreamUnavailable)?;
-            let upstream = response
+            // protocols, and only by completing its handshake. A refused 101's connection
+            // is dropped with the response, never pooled.
+            let pending = self.upgrade.ok_or(GatewayError::UpstreamUnavailable)?;
+            let switched = response
                 .body_mut()
                 .take_upgrade()
                 .ok_or(GatewayError::UpstreamUnavailable)?;
-            upgrade::tunnel(client_upgrade, upstream);
+            pending.open(switched)?;
             upgrade::restore_headers(response.headers_mut());
         }
         Ok(response.map(http_body_util::Either::Right))

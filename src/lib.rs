@@ -11,7 +11,7 @@
 //! | find and verify the token, refuse revoked sessions | [`authn`], [`tokens`] |
 //! | strip hop-by-hop and identity headers, inject identity | [`headers`], [`forward`] |
 //! | pick the target, send over a pooled keep-alive connection, stream back | [`forward`], [`upstream`], [`body`] |
-//! | tunnel WebSocket upgrades after the upstream's 101 | [`upgrade`] |
+//! | tunnel WebSocket upgrades after the upstream's handshake, until the token ends | [`upgrade`] |
 //! | turn any failure into a JSON error response | [`error`] |
 //!
 //! The login side path: [`endpoints`] (login, refresh, logout, session, decrypt, JWKS) uses the

@@ -671,7 +671,11 @@ impl Parsed {
 
     fn into_response(self, mut conn: Conn, pool: &Arc<Pool>) -> Response<UpstreamBody> {
         let state = match self.kind {
-            _ if self.status == StatusCode::SWITCHING_PROTOCOLS => State::Upgrade(Box::new(conn)),
+            // Hop-by-hop removal takes `Connection` and `Upgrade` off the response before
+            // anyone checks the handshake, so the tunnel keeps the head as it came.
+            _ if self.status == StatusCode::SWITCHING_PROTOCOLS => {
+                State::Upgrade(Box::new((conn, self.headers.clone())))
+            }
             BodyKind::Empty => {
                 if self.keep_alive {
                     pool.checkin(conn);
@@ -715,8 +719,9 @@ enum State {
     Done,
     Full(Option<Bytes>),
     Stream(Box<Streaming>),
-    /// A 101 answer: the connection belongs to the tunnel, not to a body.
-    Upgrade(Box<Conn>),
+    /// A 101 answer: the connection (and the 101's headers as received) belong to the
+    /// tunnel, not to a body.
+    Upgrade(Box<(Conn, HeaderMap)>),
 }
 
 struct Streaming {
@@ -745,14 +750,26 @@ enum Chunk {
     Trailers,
 }
 
+/// The connection of a 101 answer, never pooled: it is tunnelled, or dropped (closed).
+pub struct Switched {
+    pub stream: TcpStream,
+    /// Bytes already read past the response head: the upstream's first tunnel bytes.
+    pub early: Bytes,
+    /// The 101's headers as the upstream sent them, hop-by-hop ones included.
+    pub headers: HeaderMap,
+}
+
 impl UpstreamBody {
-    /// The upgraded connection of a 101 answer: the stream and any bytes already read past
-    /// the response head.
-    pub fn take_upgrade(&mut self) -> Option<(TcpStream, Bytes)> {
+    /// The upgraded connection of a 101 answer.
+    pub fn take_upgrade(&mut self) -> Option<Switched> {
         match std::mem::replace(&mut self.state, State::Done) {
-            State::Upgrade(conn) => {
-                let Conn { io, buf } = *conn;
-                Some((io, buf.freeze()))
+            State::Upgrade(upgraded) => {
+                let (Conn { io, buf }, headers) = *upgraded;
+                Some(Switched {
+                    stream: io,
+                    early: buf.freeze(),
+                    headers,
+                })
             }
             other => {
                 self.state = other;

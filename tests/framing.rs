@@ -1,137 +1,23 @@
 //! Request framing on raw sockets: CL/TE smuggling, obfuscated codings, bad lengths, obs-fold,
-//! Host rules, request-target forms, h2c and WebSocket upgrades, slow heads, trailers and
-//! pipelining (stalled bodies are in `timeouts.rs`). Each case checks what the client got,
-//! whether the connection was closed, and that the upstream never got a smuggled request.
+//! Host rules, request-target forms, h2c upgrades, slow heads, trailers and pipelining
+//! (stalled bodies are in `timeouts.rs`, WebSocket upgrades in `websocket.rs`). Each case
+//! checks what the client got, whether the connection was closed, and that the upstream
+//! never got a smuggled request.
 
 mod support;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use support::raw::{answer, head, Raw};
 use support::{mint, World};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::time::{timeout_at, Instant};
-
-/// One response as read off the socket.
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    version: String,
-    headers: Vec<(String, String)>,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        let found = self
-            .headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name));
-        found.map(|(_, v)| v.as_str())
-    }
-}
-
-/// A raw client connection that keeps unread bytes, so leftovers show a second response.
-struct Raw {
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Raw {
-    async fn connect(addr: SocketAddr) -> Self {
-        let stream = TcpStream::connect(addr).await.expect("connect");
-        Self {
-            stream,
-            buf: Vec::new(),
-        }
-    }
-
-    async fn send(&mut self, bytes: &[u8]) {
-        // A refused request may be answered and closed before all of it is written.
-        let _ = self.stream.write_all(bytes).await;
-    }
-
-    /// Reads once into `buf` before `deadline`: `Some(0)` at EOF or reset, `None` on time-out.
-    async fn read_until(&mut self, deadline: Instant) -> Option<usize> {
-        let mut chunk = [0u8; 16384];
-        match timeout_at(deadline, self.stream.read(&mut chunk)).await {
-            Ok(Ok(n)) => {
-                self.buf.extend_from_slice(&chunk[..n]);
-                Some(n)
-            }
-            Ok(Err(_)) => Some(0),
-            Err(_) => None,
-        }
-    }
-
-    async fn fill(&mut self) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        self.read_until(deadline).await.is_some_and(|n| n > 0)
-    }
-
-    /// The next response (framed by `Content-Length`), or `None` if the connection ended first.
-    async fn reply(&mut self) -> Option<Reply> {
-        let end = loop {
-            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i;
-            }
-            if !self.fill().await {
-                return None;
-            }
-        };
-        let head = String::from_utf8_lossy(&self.buf[..end]).into_owned();
-        self.buf.drain(..end + 4);
-        let parsed = support::Head::parse(&head)?;
-        let len = parsed.content_length();
-        let reply = Reply {
-            status: parsed.status,
-            version: parsed.version,
-            headers: parsed.headers,
-        };
-        while self.buf.len() < len {
-            if !self.fill().await {
-                return None;
-            }
-        }
-        self.buf.drain(..len);
-        Some(reply)
-    }
-
-    /// Whether the gateway closes the connection within `limit`; bytes it sends are kept.
-    async fn closes_within(&mut self, limit: Duration) -> bool {
-        let deadline = Instant::now() + limit;
-        loop {
-            match self.read_until(deadline).await {
-                Some(0) => return true,
-                Some(_) => {}
-                None => return false,
-            }
-        }
-    }
-}
-
-/// A request head with `Host` and the given raw header lines, ending in the blank line.
-fn head(line: &str, lines: &[&str]) -> String {
-    let mut text = format!("{line} HTTP/1.1\r\nHost: wxgate.test\r\n");
-    for l in lines {
-        text.push_str(l);
-        text.push_str("\r\n");
-    }
-    text + "\r\n"
-}
+use tokio::net::TcpStream;
 
 /// A complete request that, if anyone parsed it out of a body, the upstream would receive.
 fn smuggled() -> String {
     let auth = format!("Authorization: Bearer {}", mint("smuggler_1", 600));
     head("GET /api/smuggled", &[&auth])
-}
-
-/// The first answer's status to `request` on a fresh connection, without waiting for a close.
-async fn answer(addr: SocketAddr, request: &str) -> Option<u16> {
-    let mut raw = Raw::connect(addr).await;
-    raw.send(request.as_bytes()).await;
-    raw.reply().await.map(|r| r.status)
 }
 
 /// Sends each request on its own connection. A row fails unless its first answer has one of
@@ -354,81 +240,6 @@ async fn an_h2c_upgrade_is_never_honoured_or_forwarded() {
             seen.head
         );
     }
-}
-
-#[rustfmt::skip]
-const WEBSOCKET: [&str; 4] = [
-    "Connection: Upgrade", "Upgrade: websocket", "Sec-WebSocket-Version: 13",
-    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
-];
-
-#[tokio::test]
-async fn a_websocket_upgrade_the_upstream_refuses_does_not_open_a_tunnel() {
-    let world = World::start().await;
-    // The recording upstream answers 200, never 101: the connection must stay HTTP, so the
-    // second, token-less request is authenticated by wxgate and refused.
-    let requests = head("GET /public/ws", &WEBSOCKET) + &head("GET /api/after", &[]);
-    let mut raw = Raw::connect(world.gateway.addr).await;
-    raw.send(requests.as_bytes()).await;
-    assert_eq!(raw.reply().await.map(|r| r.status), Some(200));
-    assert_eq!(raw.reply().await.map(|r| r.status), Some(401));
-    assert_eq!(targets(&world), ["/public/ws"]);
-}
-
-/// An upstream for one connection: 101 to a WebSocket upgrade, then an echo; else 426.
-async fn websocket_upstream() -> (SocketAddr, Arc<Mutex<String>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let head = Arc::new(Mutex::new(String::new()));
-    let seen = head.clone();
-    tokio::spawn(async move {
-        let Ok((stream, _)) = listener.accept().await else {
-            return;
-        };
-        let mut raw = Raw {
-            stream,
-            buf: Vec::new(),
-        };
-        while !raw.buf.windows(4).any(|w| w == b"\r\n\r\n") {
-            if !raw.fill().await {
-                return;
-            }
-        }
-        let text = String::from_utf8_lossy(&raw.buf).to_ascii_lowercase();
-        *seen.lock().expect("lock") = text.clone();
-        if !text.contains("upgrade: websocket") {
-            raw.send(b"HTTP/1.1 426 Upgrade Required\r\ncontent-length: 0\r\n\r\n")
-                .await;
-            return;
-        }
-        raw.send(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n").await;
-        let (mut r, mut w) = raw.stream.into_split();
-        let _ = tokio::io::copy(&mut r, &mut w).await;
-    });
-    (addr, head)
-}
-
-#[tokio::test]
-async fn an_authenticated_websocket_upgrade_is_tunnelled_after_the_upstreams_101() {
-    let (addr, upstream_head) = websocket_upstream().await;
-    let route = format!("[[routes]]\nprefix = \"/ws\"\nupstream = \"http://{addr}\"\n");
-    let world = World::start_with(|c| c.routes = route).await;
-    let anonymous = answer(world.gateway.addr, &head("GET /ws/chat", &WEBSOCKET)).await;
-    assert_eq!(anonymous, Some(401), "no token, no tunnel");
-    let auth = format!("Authorization: Bearer {}", mint("ws_1", 600));
-    let mut raw = Raw::connect(world.gateway.addr).await;
-    raw.send(head("GET /ws/chat", &[&WEBSOCKET[..], &[&auth]].concat()).as_bytes())
-        .await;
-    let reply = raw.reply().await.expect("answer");
-    let seen = upstream_head.lock().expect("lock").clone();
-    assert_eq!(reply.status, 101, "{reply:?}\nupstream saw: {seen}");
-    raw.send(b"frame-bytes").await;
-    while raw.buf.len() < 11 && raw.fill().await {}
-    assert_eq!(raw.buf, b"frame-bytes");
-    assert!(
-        seen.contains("x-openid: ws_1") && !seen.contains("authorization"),
-        "{seen}"
-    );
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! Several instances sharing one real `redis-server`: sessions, single-use codes, atomic
-//! refresh rotation, revocation reaching every instance, Redis failing and returning, and
-//! the login hook's claims and the phone number kept in the shared session.
+//! refresh rotation, revocation reaching every instance (and its WebSocket tunnels), Redis
+//! failing and returning, and the login hook's claims and the phone number kept in the
+//! shared session.
 
 mod support;
 
@@ -10,6 +11,7 @@ use redis::AsyncCommands;
 use serde_json::{json, Value};
 use support::hook::{Answer, Hook};
 use support::redis::Redis;
+use support::websocket::{echoes, upgrade, WsUpstream};
 use support::{client, ConfigBuilder, Gateway, Upstream, Wechat};
 
 /// The longest a revocation may take to reach another instance.
@@ -195,6 +197,36 @@ async fn a_refresh_replayed_on_another_instance_revokes_the_session_there_too() 
             .is_some(),
         "A learns that B revoked the session"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_on_one_instance_closes_the_sessions_tunnel_on_the_other() {
+    let upstream = WsUpstream::echo().await;
+    let route = format!(
+        "[[routes]]\nprefix = \"/ws\"\nupstream = \"http://{}\"\n",
+        upstream.addr
+    );
+    let Some(c) = Cluster::start_with("a_logout_closes_a_tunnel_on_the_other", |config| {
+        config.routes.push_str(&route)
+    })
+    .await
+    else {
+        return;
+    };
+    let login = c.login(&c.a, "tunnel1").await;
+    let auth = format!(
+        "Authorization: Bearer {}",
+        login["access_token"].as_str().expect("at")
+    );
+    let (mut tunnel, reply) = upgrade(c.b.addr, "/ws/chat", &[&auth]).await;
+    assert_eq!(reply.map(|r| r.status), Some(101));
+    assert!(echoes(&mut tunnel, b"hello").await);
+    assert_eq!(c.logout(&c.a, &login["access_token"]).await, 204);
+    // The feed's propagation, then at most a second for the tunnel to hear it.
+    let closed = tunnel
+        .closes_within(PROPAGATION + Duration::from_secs(1))
+        .await;
+    assert!(closed, "B kept a tunnel open for a session logged out on A");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,11 +4,13 @@
 //! Two backends stand behind [`SessionStore`]: the embedded [`MemoryStore`] (one instance)
 //! and [`RedisStore`] (several instances sharing one Redis). Whatever the backend, the
 //! revocation check made on every proxied request is a local lookup in [`Revocations`];
-//! the Redis backend keeps that local view current through pub/sub.
+//! the Redis backend keeps that local view current through pub/sub. Open WebSocket tunnels
+//! [`watch`](Store::watch_revocation) that view to close when their session is revoked.
 
 mod memory;
 mod redis;
 mod revocations;
+mod watch;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +23,7 @@ use crate::tokens::now_unix;
 pub use memory::MemoryStore;
 pub use redis::RedisStore;
 pub use revocations::Revocations;
+pub use watch::RevocationWatch;
 
 /// How long a login code is remembered: WeChat codes live five minutes.
 pub const CODE_MEMORY: Duration = Duration::from_secs(300);
@@ -193,6 +196,12 @@ impl Store {
         self.revoked.contains(sid)
     }
 
+    /// Watches `sid` for revocation, whether it happens here or, with Redis, on another
+    /// instance.
+    pub fn watch_revocation(&self, sid: &str) -> RevocationWatch {
+        self.revoked.watch(sid)
+    }
+
     pub async fn ping(&self) -> bool {
         self.backend.ping().await
     }
@@ -262,6 +271,35 @@ mod tests {
             store.rotate(r2, r3, exp, exp).await,
             Ok(Rotation::Invalid)
         ));
+    }
+
+    /// Whether `watch` has been told its session is revoked, without waiting for it.
+    async fn fired(watch: &RevocationWatch) -> bool {
+        tokio::time::timeout(Duration::ZERO, watch.revoked())
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test]
+    async fn a_watch_hears_its_sessions_revocation_whenever_it_comes() {
+        let store = Store::memory();
+        let (before, other) = (store.watch_revocation("s1"), store.watch_revocation("s2"));
+        assert!(!fired(&before).await);
+        store.revoke("s1", now_unix() + 60).await.ok();
+        assert!(fired(&before).await, "a revocation after the watch began");
+        assert!(!fired(&other).await, "another session's watch");
+        let after = store.watch_revocation("s1");
+        assert!(fired(&after).await, "a watch begun after the revocation");
+        let replayed = store.watch_revocation("s2");
+        store.create(&session("s2"), digest(&[b"w1"])).await.ok();
+        let exp = now_unix() + 60;
+        let (w1, w2, w3) = (digest(&[b"w1"]), digest(&[b"w2"]), digest(&[b"w3"]));
+        store.rotate(w1, w2, exp, exp).await.ok();
+        store.rotate(w1, w3, exp, exp).await.ok();
+        assert!(
+            fired(&replayed).await,
+            "a replayed refresh token revokes too"
+        );
     }
 
     #[tokio::test]

@@ -9,9 +9,11 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
+use super::watch::{RevocationWatch, Watchers};
 use crate::tokens::now_unix;
 
-/// `sid` → Unix time until which it stays revoked. Cheap to clone (one shared set).
+/// `sid` → Unix time until which it stays revoked, and who waits to hear about a
+/// revocation. Cheap to clone (one shared set).
 #[derive(Clone, Default)]
 pub struct Revocations(Arc<Inner>);
 
@@ -22,6 +24,7 @@ struct Inner {
     len: AtomicUsize,
     /// The size after the last sweep; the next sweep comes when the set has doubled.
     swept_at: AtomicUsize,
+    watchers: Arc<Watchers>,
 }
 
 /// Below this size the set is never swept (a sweep walks every entry).
@@ -42,6 +45,19 @@ impl Revocations {
             self.0.swept_at.store(map.len(), Ordering::Relaxed);
         }
         self.0.len.store(map.len(), Ordering::Release);
+        drop(map);
+        // After the insert: a watch that begins meanwhile finds the sid in the set.
+        self.0.watchers.revoked(sid);
+    }
+
+    /// A watch that completes when `sid` is revoked. It is registered before the set is
+    /// looked at, so a revocation arriving at any moment is either seen now or notified.
+    pub fn watch(&self, sid: &str) -> RevocationWatch {
+        let watch = self.0.watchers.register(sid);
+        if self.contains(sid) {
+            watch.fire();
+        }
+        watch
     }
 
     /// Whether `sid` is revoked now.
@@ -74,6 +90,18 @@ mod tests {
         r.insert("gone", now - 1);
         assert!(!r.contains("gone"));
         assert_eq!(r.len(), 1);
+    }
+
+    #[test]
+    fn a_dropped_watch_leaves_the_registry() {
+        let revocations = Revocations::default();
+        let (a, b) = (revocations.watch("s1"), revocations.watch("s1"));
+        assert_eq!(revocations.0.watchers.len(), 2);
+        drop(a);
+        assert_eq!(revocations.0.watchers.len(), 1);
+        drop(b);
+        assert_eq!(revocations.0.watchers.len(), 0);
+        revocations.insert("s1", now_unix() + 60);
     }
 
     #[test]

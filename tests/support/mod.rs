@@ -1,11 +1,14 @@
 //! Shared test harness: the gateway on port 0 with a shutdown handle, mock WeChat, a
-//! recording upstream that keeps the exact bytes it received, and a scripted login hook.
+//! recording upstream that keeps the exact bytes it received, a scripted login hook, a raw
+//! HTTP/1.1 client and a WebSocket upstream.
 #![allow(dead_code)]
 
 pub mod hook;
 pub mod keys;
+pub mod raw;
 pub mod redis;
 pub mod upstream;
+pub mod websocket;
 
 use std::net::SocketAddr;
 use std::path::Path;
