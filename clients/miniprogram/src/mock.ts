@@ -46,6 +46,7 @@ export interface MockOptions {
    * the paths below it. A value is the 200 body, or a function of the request returning
    * the body or a `reply(status, data)`. Unmatched calls are 404 `no_route`.
    * For sockets, `'WS /path'` is `(message, send, request) => void` (default: an echo).
+   * `'POST /auth/decrypt'` and the other endpoints can be given too, to play their errors.
    */
   routes?: Record<string, MockRoute>
   /** The openid every login gets. Default `o-mock-user`. */
@@ -226,7 +227,12 @@ class MockGateway {
     const path = this.pathOf(args.url)
     const data = typeof args.data === 'string' ? safeJson(args.data) : args.data
     const body = (data || {}) as Record<string, unknown>
-    switch (path.split('?')[0]) {
+    const bare = path.split('?')[0]
+    // A route may stand in for an endpoint, to play its errors (`session_key_expired`…).
+    if (`${method} ${bare}` in (this.options.routes || {})) {
+      return this.business(method, args.url, args.header, data)
+    }
+    switch (bare) {
       case `${this.prefix}/login`:
         return this.login()
       case `${this.prefix}/refresh`:
