@@ -430,9 +430,18 @@ export class WxgateClient {
    * session is forgotten and sockets are closed — even when wxgate cannot be reached.
    */
   async logout(): Promise<void> {
-    const token = this.store.access
     try {
-      if (token) await this.send(this.endpointArgs('POST', '/logout', undefined, token))
+      while (this.pending) await this.pending.catch(() => undefined)
+      let token = this.store.access
+      // An expired token cannot log out: refresh it first (never log in just to log out).
+      if (token && this.secondsLeft(token) <= 0) token = await this.refreshOnly()
+      if (token) {
+        const answer = await this.send(this.endpointArgs('POST', '/logout', undefined, token))
+        if (this.authFailure(answer) === 'refresh') {
+          const fresh = await this.refreshOnly()
+          if (fresh) await this.send(this.endpointArgs('POST', '/logout', undefined, fresh))
+        }
+      }
     } catch {
       // Offline: the tokens are forgotten here anyway and expire at wxgate on their own.
     } finally {
@@ -574,9 +583,7 @@ export class WxgateClient {
     if (!refreshToken) return this.relogin(cause)
     let answer: Answer
     try {
-      answer = await this.send(
-        this.endpointArgs('POST', '/refresh', { refresh_token: refreshToken }, undefined),
-      )
+      answer = await this.postRefresh(refreshToken)
     } catch (error) {
       // The answer may be lost after wxgate spent the refresh token; sending it again would
       // be a replay that revokes the session. A new login is always safe.
@@ -584,12 +591,28 @@ export class WxgateClient {
       throw error
     }
     if (answer.status === 200 && isTokenAnswer(answer.data)) {
-      this.store.save(answer.data, this.now())
       return { token: answer.data.access_token, relogged: false }
     }
     // 400 invalid_grant: spent, expired or revoked (or storage held garbage): log in again.
     if (answer.status === 400) return this.relogin(this.errorOf(answer))
     throw this.errorOf(answer)
+  }
+
+  /** One `/auth/refresh` with the stored refresh token; a good answer is kept. */
+  private async postRefresh(refreshToken: string): Promise<Answer> {
+    const answer = await this.send(
+      this.endpointArgs('POST', '/refresh', { refresh_token: refreshToken }, undefined),
+    )
+    if (answer.status === 200 && isTokenAnswer(answer.data)) this.store.save(answer.data, this.now())
+    return answer
+  }
+
+  /** A refreshed access token, or undefined when the session cannot be refreshed. */
+  private async refreshOnly(): Promise<string | undefined> {
+    const refreshToken = this.store.refresh
+    if (!refreshToken) return undefined
+    const answer = await this.postRefresh(refreshToken)
+    return isTokenAnswer(answer.data) && answer.status === 200 ? answer.data.access_token : undefined
   }
 
   private async relogin(cause?: WxgateError): Promise<Renewal> {

@@ -142,7 +142,7 @@ export function invoke<A extends Callbacks<R>, R>(
       returned.then((value) => {
         // A promise-style adapter resolves with the result itself; a SocketTask promise
         // (Taro's connectSocket) is handled by the caller through `returned`.
-        if (value !== undefined && what !== 'connectSocket') resolve(value as R)
+        if (what !== 'connectSocket') resolve(value as R)
       }, fail)
     }
   })

@@ -114,3 +114,19 @@ test('a code wxgate calls used is replaced by one more wx.login, and only one', 
   await assert.rejects(stuck.get('/api/x'), (e) => e instanceof WxgateError && e.code === 'code_used' && e.status === 400)
   assert.equal(again.codes.length, 2)
 })
+
+test('logout with an expired access token refreshes first, so wxgate still ends the session', async (t) => {
+  const world = await startWorld(t, { accessTtl: '2s' })
+  const shim = new Shim()
+  t.after(() => shim.close())
+  const api = clientFor(world, shim)
+  await api.get('/api/a')
+  await world.untilExpired(shim.getStorageSync('wxgate_access_token'))
+
+  await api.logout()
+
+  assert.equal(await world.count('endpoint:refresh', '2xx'), 1)
+  assert.equal(await world.count('endpoint:logout', '2xx'), 1, '204 from wxgate')
+  assert.equal(await world.endpointCount('login'), 1, 'no login just to log out')
+  assert.equal(api.isLoggedIn(), false)
+})
