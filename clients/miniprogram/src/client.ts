@@ -7,6 +7,7 @@ import {
   DownloadArgs,
   DownloadResult,
   Header,
+  LoginArgs,
   Platform,
   RequestArgs,
   RequestResult,
@@ -667,7 +668,7 @@ export class WxgateClient {
   }
 
   private async wxLogin(): Promise<string> {
-    const result = await invoke<Parameters<Platform['login']>[0], { code?: string; errMsg?: string }>(
+    const result = await invoke<LoginArgs, { code?: string; errMsg?: string }>(
       (args) => this.platform.login(args),
       { timeout: this.options.timeout },
       'login',

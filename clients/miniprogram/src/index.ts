@@ -16,7 +16,22 @@ export {
   PhoneInfo,
 } from './client'
 export { WxgateError, NetworkError, WxgateErrorCode } from './errors'
-export { Platform, PlatformFailure, SocketTaskLike, FileSystemLike, Header } from './platform'
+export {
+  Platform,
+  PlatformFailure,
+  SocketTaskLike,
+  FileSystemLike,
+  Header,
+  RequestArgs,
+  RequestResult,
+  UploadArgs,
+  UploadResult,
+  DownloadArgs,
+  DownloadResult,
+  SocketArgs,
+  LoginArgs,
+  Callbacks,
+} from './platform'
 export { SocketOptions, SocketCloseEvent, WxgateSocket } from './socket'
 export { SessionInfo, StorageKeys, readClaims } from './tokens'
 export { MockOptions, MockRequest, MockReply, MockRoute, reply } from './mock'

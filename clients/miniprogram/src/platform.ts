@@ -80,7 +80,7 @@ export interface SocketTaskLike {
 }
 
 export interface FileSystemLike {
-  readFileSync(filePath: string, encoding: string): string | ArrayBuffer
+  readFileSync(filePath: string, encoding: 'utf8'): string | ArrayBuffer
 }
 
 /**
@@ -89,18 +89,30 @@ export interface FileSystemLike {
  * promise (as `Taro`'s do); `connectSocket` may return its task or a promise of it.
  * Only `request`, `login` and the storage functions are required; the others are needed
  * only by the SDK calls that use them.
+ *
+ * The SDK calls them with the arguments described by `RequestArgs`, `UploadArgs`,
+ * `DownloadArgs`, `SocketArgs` and `LoginArgs`, and reads the results described there.
+ * The parameters are typed loosely on purpose: each platform's own typings (`wx`'s
+ * `RequestOption<T>` with its method union, Taro's, uni's) must be assignable as they are.
  */
 export interface Platform {
-  request(args: RequestArgs): unknown
-  login(args: { timeout?: number } & Callbacks<{ code?: string; errMsg?: string }>): unknown
+  /* eslint-disable @typescript-eslint/no-explicit-any */
+  request(args: any): unknown
+  login(args: any): unknown
   getStorageSync(key: string): unknown
-  setStorageSync(key: string, value: unknown): void
+  setStorageSync(key: string, value: any): void
   removeStorageSync(key: string): void
-  uploadFile?(args: UploadArgs): unknown
-  downloadFile?(args: DownloadArgs): unknown
-  connectSocket?(args: SocketArgs): unknown
-  checkSession?(args: Callbacks<unknown>): unknown
+  uploadFile?(args: any): unknown
+  downloadFile?(args: any): unknown
+  connectSocket?(args: any): unknown
+  checkSession?(args: any): unknown
   getFileSystemManager?(): FileSystemLike
+  /* eslint-enable @typescript-eslint/no-explicit-any */
+}
+
+/** What the SDK passes to `login`. */
+export interface LoginArgs extends Callbacks<{ code?: string; errMsg?: string }> {
+  timeout?: number
 }
 
 declare const wx: Platform | undefined
