@@ -711,8 +711,11 @@ export class WxgateClient {
    */
   private authFailure(answer: Answer): 'refresh' | 'relogin' | undefined {
     if (answer.status !== 401) return undefined
+    // wxgate's token 401s carry its challenge. Where the platform shows no headers at all
+    // (`wx.uploadFile` and `wx.downloadFile` may not), the body has to do.
     const challenge = headerValue(answer.header, 'www-authenticate')
-    if (challenge !== undefined && !/realm="wxgate"/i.test(challenge)) return undefined
+    const headersKnown = !!answer.header && Object.keys(answer.header).length > 0
+    if (headersKnown && !(challenge && /realm="wxgate"/i.test(challenge))) return undefined
     const body = errorBody(answer.data)
     const code = body && body.error
     if (code === 'token_expired') return 'refresh'

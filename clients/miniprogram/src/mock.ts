@@ -466,7 +466,10 @@ class MockGateway {
 }
 
 function error(status: number, code: string, description: string): Answer {
-  return { status, data: { error: code, error_description: description } }
+  // wxgate's token refusals carry its challenge; the SDK acts on no other 401.
+  const header: Header | undefined =
+    status === 401 ? { 'www-authenticate': 'Bearer realm="wxgate"' } : undefined
+  return { status, data: { error: code, error_description: description }, header }
 }
 
 function safeJson(text: string): unknown {

@@ -150,3 +150,17 @@ test('auth: false calls send no token and never log in; tokens never go to anoth
   const foreign = await api.get(`${world.upstream.base}/direct`)
   assert.equal(foreign.headers.authorization, undefined, 'no token to another origin')
 })
+
+test("an upstream's own 401 reaches the caller: no refresh, no login", async (t) => {
+  const world = await startWorld(t)
+  const shim = new Shim()
+  t.after(() => shim.close())
+  const api = clientFor(world, shim)
+  const error = await api.get('/api/upstream-401').catch((e) => e)
+  assert.equal(error.status, 401)
+  assert.equal(error.code, 'invalid_token')
+  assert.equal(error.description, 'not yours')
+  assert.equal(await world.endpointCount('login'), 1)
+  assert.equal(await world.endpointCount('refresh'), 0)
+  assert.equal(world.upstream.seen.filter((r) => r.path === '/api/upstream-401').length, 1, 'not replayed')
+})

@@ -56,6 +56,22 @@ test('mock mode expires tokens on the client clock and refreshes once for concur
   assert.ok(readClaims(await api.accessToken()).exp * 1000 > now())
 })
 
+test("mock mode refuses a revoked session's token with wxgate's 401, and the SDK logs in again", async () => {
+  let logins = 0
+  const api = createClient({
+    baseURL: 'https://api.example.com',
+    onLogin: () => logins++,
+    mock: { routes: { '/api/x': (req) => req.openid } },
+  })
+  await api.get('/api/x')
+  const revoked = api.sessionInfo.sessionId
+  // Logged out behind the SDK's back (a plain call, so the SDK keeps its tokens).
+  await api.request({ path: '/auth/logout', method: 'POST' })
+  assert.equal(await api.get('/api/x'), 'o-mock-user')
+  assert.equal(logins, 2)
+  assert.notEqual(api.sessionInfo.sessionId, revoked)
+})
+
 test('mock mode plays phone_required, phone, decrypt, sockets, uploads and logout', async () => {
   const api = createClient({
     baseURL: 'https://api.example.com',

@@ -83,6 +83,11 @@ function startUpstream() {
     req.on('end', () => {
       const record = { method: req.method, path: req.url, headers: req.headers, body: Buffer.concat(chunks).toString('utf8') }
       seen.push(record)
+      if (req.url.startsWith('/api/upstream-401')) {
+        // The service's own refusal, in words that look like wxgate's but without its challenge.
+        res.writeHead(401, { 'content-type': 'application/json' })
+        return res.end(JSON.stringify({ error: 'invalid_token', error_description: 'not yours' }))
+      }
       const body = JSON.stringify(record)
       res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) })
       res.end(body)
