@@ -416,8 +416,9 @@ export class WxgateClient {
   }
 
   /**
-   * A fresh login now (`wx.login` → `/auth/login`), shared with any login in flight. Also
-   * what an app's login page calls after `onAuthFailed`: it starts the re-login count again.
+   * A fresh login now (`wx.login` → `/auth/login`), after any login or refresh in flight;
+   * calls made meanwhile wait for it. Also what an app's login page calls after
+   * `onAuthFailed`: it starts the re-login count again.
    */
   async login(): Promise<SessionInfo> {
     this.reloginStreak = 0
