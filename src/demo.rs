@@ -164,7 +164,32 @@ curl -s -X POST {gw}/auth/refresh -H 'content-type: application/json' -d "{{\"re
 curl -si -X POST {gw}/auth/logout -H "Authorization: Bearer $TOKEN"
 curl -s {gw}/api/hello -H "Authorization: Bearer $TOKEN"
 
+# 7. From a mini-program: the SDK in clients/miniprogram (npm package wxgate-miniprogram)
+#    logs in on first use, refreshes once for every caller and logs in again when it must:
+#      import {{ createClient }} from 'wxgate-miniprogram'
+#      const api = createClient({{ baseURL: '{gw}' }})
+#      const hello = await api.get('/api/hello')
+
 Stop with Ctrl-C.
 "#
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn walkthrough_shows_where_the_sdk_is_with_an_example_for_this_gateway() {
+        let admin: std::net::SocketAddr = "127.0.0.1:9090".parse().expect("addr");
+        let text = walkthrough("http://127.0.0.1:8080", admin);
+        assert!(text.contains("clients/miniprogram"), "{text}");
+        for line in [
+            "import { createClient } from 'wxgate-miniprogram'",
+            "const api = createClient({ baseURL: 'http://127.0.0.1:8080' })",
+            "const hello = await api.get('/api/hello')",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+    }
 }
