@@ -60,11 +60,19 @@ interface Ending {
 
 /** setTimeout's limit (about 24.8 days); longer waits are not needed for a token. */
 const MAX_DELAY = 2147483647
+/**
+ * wxgate itself closes a tunnel, without a close frame, once its token expires. The SDK
+ * closes this much earlier so that its own close, with a reason the app can read, comes
+ * first; a close from the far end this near the end of the token counts as expiry too.
+ */
+const EXPIRY_MARGIN_MS = 1000
 
 export class ManagedSocket implements WxgateSocket {
   readyState: 'connecting' | 'open' | 'closed' = 'connecting'
   private task: SocketTaskLike | undefined
   private timer: unknown
+  /** The token the current task was opened with. */
+  private token: string | undefined
   /** Set when the SDK or the app closes the socket: what to report, and what follows. */
   private ending: Ending | undefined
   /** Events of a task that was replaced are ignored. */
@@ -108,6 +116,7 @@ export class ManagedSocket implements WxgateSocket {
         if (!current()) return
         opened = true
         this.readyState = 'open'
+        this.token = token
         this.schedule(token)
         resolve()
         if (this.ending) {
@@ -194,7 +203,7 @@ export class ManagedSocket implements WxgateSocket {
     this.clearTimer()
     this.readyState = 'closed'
     this.generation++
-    const ending = this.ending
+    const ending = this.ending || this.expiredAtTheFarEnd()
     this.ending = undefined
     const report: SocketCloseEvent = ending
       ? { code: ending.code, reason: ending.reason, reconnecting: ending.reconnect }
@@ -214,12 +223,19 @@ export class ManagedSocket implements WxgateSocket {
     }
   }
 
+  /** A close the SDK did not ask for, when the token is (all but) expired: wxgate's. */
+  private expiredAtTheFarEnd(): Ending | undefined {
+    const token = this.token
+    if (token === undefined || this.host.secondsLeft(token) * 1000 > EXPIRY_MARGIN_MS) return undefined
+    return { code: 4001, reason: 'token_expired', reconnect: this.options.reconnect !== false }
+  }
+
   /** Closes the socket when its token expires, so nothing runs on an expired identity. */
   private schedule(token: string): void {
     this.clearTimer()
     const seconds = this.host.secondsLeft(token)
     if (!isFinite(seconds)) return
-    const delay = Math.min(MAX_DELAY, Math.max(1000, Math.ceil(seconds * 1000)))
+    const delay = Math.min(MAX_DELAY, Math.max(1000, Math.ceil(seconds * 1000) - EXPIRY_MARGIN_MS))
     this.timer = setTimeout(() => {
       this.timer = undefined
       this.closeFor(4001, 'token_expired', true)
