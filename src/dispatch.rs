@@ -161,7 +161,7 @@ impl EndpointCall {
 /// A request ready for its route's upstream: the head is encoded, the body not yet read.
 struct Forward {
     route: Arc<Route>,
-    outgoing: forward::Outgoing,
+    outgoing: crate::upstream::Outgoing,
     body: GuardedBody,
     path_and_query: String,
     /// A WebSocket upgrade wxgate lets through, waiting for the upstream's 101.

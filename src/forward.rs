@@ -11,7 +11,7 @@ use http::header::{
     HeaderName, HeaderValue, AUTHORIZATION, CONNECTION, CONTENT_LENGTH, COOKIE, EXPECT, HOST,
 };
 use http::request::Parts;
-use http::{Method, Response};
+use http::Response;
 use http_body::Body;
 
 use crate::authn::Identity;
@@ -21,7 +21,7 @@ use crate::error::GatewayError;
 use crate::headers;
 use crate::routes::{Route, RouteTable, Upstream};
 use crate::settings::{AuthSettings, IdentityHeaders};
-use crate::upstream::{self, Pool, UpstreamBody};
+use crate::upstream::{self, idempotent, Outgoing, Pool, UpstreamBody};
 
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -49,14 +49,6 @@ struct RouteClient {
     cursor: AtomicUsize,
     /// Per target: milliseconds since `epoch` until which it is skipped.
     ejected_until: Vec<AtomicU64>,
-}
-
-/// Methods whose repetition has no further effect (RFC 9110 9.2.2).
-pub(crate) fn idempotent(method: &Method) -> bool {
-    matches!(
-        *method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
-    )
 }
 
 impl Forwarder {
@@ -194,18 +186,6 @@ pub struct Hop<'a> {
     pub proto: &'static str,
     pub host: Option<&'a str>,
     pub request_id: &'a HeaderValue,
-}
-
-/// The request as it goes upstream, less what each attempt fills in (the target and
-/// `Host`): the method and the header lines, encoded once.
-pub struct Outgoing {
-    pub method: Method,
-    /// `name: value\r\n` lines: the client's headers that may pass, then wxgate's own.
-    /// Never `Host`, `Content-Length` or `Transfer-Encoding`: `upstream::send` writes those
-    /// for each attempt (the target's authority, and the body's framing).
-    pub lines: Vec<u8>,
-    /// The client sent a `Content-Length` (so a bodiless request says `0` upstream too).
-    pub had_length: bool,
 }
 
 /// Builds the upstream request's headers from the client's. The rules are those of a
