@@ -10,10 +10,10 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use http::{HeaderValue, Method, Request};
-use wxgate::authn::Identity;
-use wxgate::clientip::ClientAddr;
-use wxgate::forward::{outgoing, Hop};
+use wxgate::identity::Identity;
 use wxgate::mock_wechat::{MockOptions, MockWechat};
+use wxgate::proxy::clientip::ClientAddr;
+use wxgate::proxy::outgoing::{outgoing, Hop};
 
 const SECRET: &str = "bench-secret-0123456789abcdef-0123456789";
 

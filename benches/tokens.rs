@@ -4,9 +4,9 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use jsonwebtoken::Algorithm;
+use wxgate::proxy::verified::{ConnMemo, VerifiedTokens};
 use wxgate::secret::Secret;
 use wxgate::tokens::{self, Claims, Key, KeySet, Material, Policy};
-use wxgate::verified::{ConnMemo, VerifiedTokens};
 
 const SECRET: &str = "bench-secret-0123456789abcdef-0123456789";
 

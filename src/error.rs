@@ -21,7 +21,7 @@ pub enum GatewayError {
     #[error("ambiguous request framing: {0}")]
     BadFraming(&'static str),
     #[error("invalid path: {0}")]
-    InvalidPath(crate::path::PathRejection),
+    InvalidPath(crate::proxy::path::PathRejection),
     #[error("payload too large")]
     PayloadTooLarge,
     #[error("URI too long")]

@@ -6,13 +6,13 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::endpoints::Endpoint;
-use crate::forward::Forwarder;
 use crate::hook::HookClient;
 use crate::metrics::RouteMetrics;
+use crate::proxy::forward::Forwarder;
+use crate::proxy::verified::VerifiedTokens;
 use crate::ratelimit::LoginLimiter;
 use crate::settings::Settings;
 use crate::store::Store;
-use crate::verified::VerifiedTokens;
 use crate::wechat::WechatClient;
 
 /// Everything derived from one version of the configuration.

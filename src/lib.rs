@@ -23,39 +23,31 @@
 //! development tools behind `wxgate mock-wechat` and `wxgate demo`.
 #![forbid(unsafe_code)]
 
-pub mod access;
 pub mod admin;
-pub mod authn;
 pub mod body;
 pub mod claims;
 pub mod cli;
-pub mod clientip;
 pub mod config;
 pub mod demo;
-pub mod dispatch;
 pub mod echo;
 pub mod endpoints;
 pub mod error;
-pub mod forward;
 pub mod gateway;
-pub mod headers;
 pub mod hook;
+pub mod identity;
 pub mod logwriter;
 pub mod metrics;
 pub mod mock_wechat;
-pub mod path;
+pub mod proxy;
 pub mod ratelimit;
-pub mod routes;
 pub mod secret;
 pub mod server;
 pub mod settings;
 pub mod store;
 pub mod tls;
 pub mod tokens;
-pub mod upgrade;
 pub mod upstream;
 pub mod userdata;
-pub mod verified;
 pub mod wechat;
 
 pub use gateway::Gateway;

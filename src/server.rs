@@ -20,8 +20,8 @@ use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::dispatch::{self, Conn};
 use crate::gateway::Gateway;
+use crate::proxy::{self, Conn};
 use crate::settings::ServerSettings;
 use bytes::{Bytes, BytesMut};
 use futures_util::future::Either;
@@ -57,7 +57,7 @@ pub async fn run(listeners: Listeners, gateway: Arc<Gateway>, shutdown: impl Fut
                 // Boxed: hyper keeps the slot for a request's future for the whole life of a
                 // connection, so an idle keep-alive connection holds a pointer, not the
                 // (KiB-sized) state of a request in flight.
-                Box::pin(dispatch::handle(gateway, conn, request))
+                Box::pin(proxy::handle(gateway, conn, request))
             }
         }
     };

@@ -7,7 +7,7 @@ use std::time::Duration;
 use http::HeaderName;
 use ipnet::IpNet;
 
-use crate::routes::RouteTable;
+use crate::proxy::routes::RouteTable;
 use crate::secret::Secret;
 use crate::tokens::KeySet;
 

@@ -11,7 +11,7 @@ use super::duration;
 use super::file::{
     AuthSection, FileConfig, KeySection, RouteSection, ServerSection, StoreSection, WechatSection,
 };
-use crate::routes::{AuthMode, Route, RouteTable, Upstream};
+use crate::proxy::routes::{AuthMode, Route, RouteTable, Upstream};
 use crate::secret::Secret;
 use crate::settings::*;
 use crate::tokens::{self, Key, KeySet, Material};
@@ -308,7 +308,7 @@ impl Builder<'_> {
             let path = format!("wechat.relay.allow[{i}]");
             if !allowed.starts_with('/')
                 || allowed.contains('?')
-                || crate::path::canonicalize(allowed).is_err()
+                || crate::proxy::path::canonicalize(allowed).is_err()
             {
                 self.problem(&path, format!("`{allowed}` is not a clean absolute path"));
             } else if RELAY_NEVER
@@ -493,7 +493,7 @@ impl Builder<'_> {
 
     fn endpoint_prefix(&mut self, prefix: &str) -> Option<String> {
         let trimmed = prefix.trim_end_matches('/');
-        let canonical = crate::path::canonicalize(prefix).is_ok_and(|c| c == prefix);
+        let canonical = crate::proxy::path::canonicalize(prefix).is_ok_and(|c| c == prefix);
         if !prefix.starts_with('/') || trimmed.is_empty() || !canonical {
             self.problem(
                 "auth.endpoint_prefix",
@@ -707,7 +707,7 @@ impl Builder<'_> {
     fn route(&mut self, i: usize, r: &RouteSection, default_body: u64) -> Option<Route> {
         let path = format!("routes[{i}]");
         let at = |key: &str| format!("{path}.{key}");
-        let prefix = match crate::path::canonicalize(&r.prefix) {
+        let prefix = match crate::proxy::path::canonicalize(&r.prefix) {
             Ok(c) if c == r.prefix.as_str() => Some(match r.prefix.trim_end_matches('/') {
                 "" => "/".to_string(),
                 p => p.to_string(),
@@ -820,7 +820,7 @@ impl Builder<'_> {
                 return None;
             }
             let base = uri.path().trim_end_matches('/');
-            crate::path::canonicalize(uri.path()).ok()?;
+            crate::proxy::path::canonicalize(uri.path()).ok()?;
             Some(Upstream {
                 scheme,
                 authority,

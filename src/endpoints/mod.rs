@@ -16,9 +16,9 @@ use hyper::body::Incoming;
 use serde_json::{json, Value};
 
 use crate::body::{GuardedBody, ResBody};
-use crate::clientip::ClientAddr;
 use crate::error::{json_response, GatewayError};
 use crate::gateway::{Gateway, Runtime};
+use crate::proxy::clientip::ClientAddr;
 use crate::store::{digest, Session};
 use crate::tokens::{self, Claims};
 
@@ -147,11 +147,11 @@ async fn json_body(
 fn bearer_identity(
     call: &Call<'_>,
     request: &Request<Incoming>,
-) -> Result<Arc<crate::authn::Identity>, GatewayError> {
+) -> Result<Arc<crate::identity::Identity>, GatewayError> {
     let auth = &call.runtime.settings.auth;
-    let credential = crate::authn::credential(request.headers(), &auth.token_headers)?
+    let credential = crate::proxy::authn::credential(request.headers(), &auth.token_headers)?
         .ok_or(GatewayError::MissingToken)?;
-    crate::authn::verify(call.gateway, call.runtime, credential.token, None)
+    crate::proxy::authn::verify(call.gateway, call.runtime, credential.token, None)
 }
 
 /// The caller's server-side session: it holds what tokens never carry (the `session_key`).

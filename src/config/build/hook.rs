@@ -31,7 +31,11 @@ pub(super) fn owned_headers(token_headers: &[HeaderName]) -> impl Iterator<Item 
     token_headers
         .iter()
         .map(|h| fold_header_name(h.as_str()))
-        .chain(crate::headers::HOP_BY_HOP.iter().map(|h| h.to_string()))
+        .chain(
+            crate::proxy::headers::HOP_BY_HOP
+                .iter()
+                .map(|h| h.to_string()),
+        )
         .chain(WXGATE_HEADERS.iter().map(|h| h.to_string()))
 }
 

@@ -1,181 +1,24 @@
-//! Forwarding stage: the request upstream is rebuilt from a sanitised copy of the client's,
-//! sent over a pooled keep-alive connection, and the response comes back without hop-by-hop
-//! headers.
+//! Strip, then inject: the upstream request's header lines, built from the client's in one
+//! pass. Hop-by-hop headers (and whatever `Connection` names), every spelling of every
+//! identity header, underscore spellings of forwarding headers, gateway tokens and
+//! `Expect` go first; only then are wxgate's own added, so no client header can remove
+//! or fake them.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use http::header::{
     HeaderName, HeaderValue, AUTHORIZATION, CONNECTION, CONTENT_LENGTH, COOKIE, EXPECT, HOST,
 };
 use http::request::Parts;
-use http::Response;
-use http_body::Body;
 
-use crate::authn::Identity;
-use crate::body::GuardedBody;
-use crate::clientip::ClientAddr;
+use super::clientip::ClientAddr;
+use super::headers::{
+    self, FORWARDED, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REAL_IP, X_REQUEST_ID,
+};
 use crate::error::GatewayError;
-use crate::headers;
-use crate::routes::{Route, RouteTable, Upstream};
+use crate::identity::Identity;
 use crate::settings::{AuthSettings, IdentityHeaders};
-use crate::upstream::{self, idempotent, Outgoing, Pool, UpstreamBody};
-
-pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
-pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
-
-/// Idle keep-alive connections kept per upstream target.
-const MAX_IDLE_UPSTREAM_CONNECTIONS: usize = 128;
-/// An idle upstream connection unused for this long is closed.
-const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// One connection pool per route target (each route has its own connect timeout), a
-/// round-robin cursor over the route's upstreams, and which of them are ejected.
-pub struct Forwarder {
-    routes: Vec<RouteClient>,
-    /// Time base for ejections.
-    epoch: Instant,
-}
-
-struct RouteClient {
-    /// Per target, in the route's order.
-    pools: Vec<Arc<Pool>>,
-    cursor: AtomicUsize,
-    /// Per target: milliseconds since `epoch` until which it is skipped.
-    ejected_until: Vec<AtomicU64>,
-}
-
-impl Forwarder {
-    pub fn new(routes: &RouteTable) -> Self {
-        let mut clients: Vec<(usize, RouteClient)> = routes
-            .iter()
-            .map(|route| {
-                let pools: Vec<Arc<Pool>> = route
-                    .upstreams
-                    .iter()
-                    .map(|upstream| {
-                        Pool::new(
-                            &upstream.authority,
-                            route.connect_timeout,
-                            UPSTREAM_IDLE_TIMEOUT,
-                            route.response_timeout,
-                            // Enough idle connections for steady traffic; a burst of
-                            // thousands of clients must not leave thousands behind.
-                            MAX_IDLE_UPSTREAM_CONNECTIONS,
-                        )
-                    })
-                    .collect();
-                let ejected_until = route.upstreams.iter().map(|_| AtomicU64::new(0)).collect();
-                let route_client = RouteClient {
-                    pools,
-                    cursor: AtomicUsize::new(0),
-                    ejected_until,
-                };
-                (route.index, route_client)
-            })
-            .collect();
-        clients.sort_by_key(|(i, _)| *i);
-        let all: Vec<Arc<Pool>> = clients
-            .iter()
-            .flat_map(|(_, c)| c.pools.iter().cloned())
-            .collect();
-        Pool::spawn_sweeper(&all);
-        Self {
-            routes: clients.into_iter().map(|(_, c)| c).collect(),
-            epoch: Instant::now(),
-        }
-    }
-
-    fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
-    }
-
-    /// The next target in turn that is not ejected (or the next in turn when all are).
-    fn pick(&self, rc: &RouteClient, tried: &[usize]) -> Option<usize> {
-        let n = rc.ejected_until.len();
-        let start = rc.cursor.fetch_add(1, Ordering::Relaxed);
-        let now = self.now_ms();
-        let fresh = |i: &usize| !tried.contains(i);
-        let open = (0..n)
-            .map(|k| (start + k) % n)
-            .filter(fresh)
-            .find(|&i| rc.ejected_until[i].load(Ordering::Relaxed) <= now);
-        open.or_else(|| (0..n).map(|k| (start + k) % n).find(fresh))
-    }
-
-    /// Sends the request; returns the upstream's response and how long it took.
-    ///
-    /// A target that refuses the connection is ejected for the route's `eject_for`. An
-    /// idempotent request without a body, which never reached that target, is retried once
-    /// on each other target.
-    pub async fn send(
-        &self,
-        route: &Route,
-        outgoing: &Outgoing,
-        body: GuardedBody,
-        path_and_query: &str,
-    ) -> Result<(Response<UpstreamBody>, Duration), GatewayError> {
-        let rc = self
-            .routes
-            .get(route.index)
-            .ok_or(GatewayError::Internal("route without a client"))?;
-        // Only what can be sent again is: a bodiless idempotent request.
-        let replayable =
-            route.upstreams.len() > 1 && idempotent(&outgoing.method) && body.is_end_stream();
-        let mut body = Some(body);
-        // Targets that refused the connection (no allocation unless one did).
-        let mut tried: Vec<usize> = Vec::new();
-        let started = Instant::now();
-        loop {
-            let Some(target) = self.pick(rc, &tried) else {
-                return Err(GatewayError::UpstreamUnavailable);
-            };
-            let upstream = &route.upstreams[target];
-            let pool = &rc.pools[target];
-            let target_path = [upstream.base_path.as_str(), path_and_query];
-            let attempt_body = body.take().unwrap_or_else(GuardedBody::empty);
-            // `response_timeout` is applied inside: it runs once the request is sent.
-            let result = upstream::send(pool, outgoing, attempt_body, target_path).await;
-            match result {
-                Ok(mut response) => {
-                    headers::remove_hop_by_hop(response.headers_mut());
-                    return Ok((response, started.elapsed()));
-                }
-                Err(e) if e.is_connect() => {
-                    let until = self.now_ms() + route.eject_for.as_millis() as u64;
-                    rc.ejected_until[target].store(until, Ordering::Relaxed);
-                    tracing::warn!(upstream = %upstream, error = %e, seconds = route.eject_for.as_secs(), "upstream refused the connection; ejected");
-                    tried.push(target);
-                    if !replayable || tried.len() >= route.upstreams.len() {
-                        return Err(GatewayError::UpstreamUnavailable);
-                    }
-                }
-                Err(e) => return Err(classify(e, upstream)),
-            }
-        }
-    }
-}
-
-/// A client-side body failure (too large, too slow) is the client's; the rest is upstream's.
-fn classify(e: upstream::Error, upstream: &Upstream) -> GatewayError {
-    match e {
-        upstream::Error::Body(body_error) => body_error.into(),
-        upstream::Error::Timeout => {
-            tracing::warn!(upstream = %upstream, "upstream did not answer in time");
-            GatewayError::UpstreamTimeout
-        }
-        e => {
-            tracing::warn!(upstream = %upstream, error = %e, "upstream request failed");
-            GatewayError::UpstreamUnavailable
-        }
-    }
-}
+use crate::upstream::Outgoing;
 
 /// What the forwarded request says about the client and the hop.
 pub struct Hop<'a> {
@@ -295,7 +138,7 @@ pub fn outgoing(
         put_claims(&mut lines, &auth.claim_headers, identity);
     }
     if websocket {
-        lines.extend_from_slice(crate::upgrade::REQUEST_LINES);
+        lines.extend_from_slice(crate::proxy::upgrade::REQUEST_LINES);
     }
     Ok(Outgoing {
         method: parts.method.clone(),
@@ -330,7 +173,7 @@ impl Seen {
         } else if name == AUTHORIZATION {
             self.bearer |= std::str::from_utf8(value.as_bytes())
                 .ok()
-                .and_then(crate::authn::bearer_scheme)
+                .and_then(crate::proxy::authn::bearer_scheme)
                 .is_some();
         } else if name == X_FORWARDED_FOR {
             self.forwarded_for = true;
@@ -398,4 +241,235 @@ fn put(lines: &mut Vec<u8>, name: &str, value: &[u8]) {
     lines.extend_from_slice(b": ");
     lines.extend_from_slice(value);
     lines.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = r#"
+[wechat]
+api_base = "http://127.0.0.1:9"
+[[wechat.apps]]
+appid = "wx0123456789abcdef"
+secret = "app-secret"
+[auth]
+audience = "test"
+token_headers = ["Authorization", "X-Token"]
+[[auth.keys]]
+kid = "k1"
+alg = "HS256"
+secret = "0123456789abcdef0123456789abcdef"
+[auth.on_login]
+url = "http://127.0.0.1:9/hook"
+[auth.claim_headers]
+uid = "X-User-Id"
+phone = "X-Phone"
+"#;
+
+    fn auth(extra: &str) -> AuthSettings {
+        let text = CONFIG.replace("[auth]\n", &format!("[auth]\n{extra}\n"));
+        match crate::config::from_str(&text, std::path::Path::new(".")) {
+            Ok(settings) => settings.auth,
+            Err(e) => panic!("test config: {e}"),
+        }
+    }
+
+    fn identity() -> Identity {
+        let mut ext = crate::claims::Ext::new();
+        ext.insert("uid".into(), 42.into());
+        Identity {
+            openid: "oVerified".into(),
+            unionid: Some("uVerified".into()),
+            appid: Some("wx0123456789abcdef".into()),
+            sid: Some("s1".into()),
+            exp: i64::MAX,
+            ext,
+            phone: Some("13800138000".into()),
+        }
+    }
+
+    /// The header lines sent upstream for a request with `headers`, as (name, value).
+    fn lines(
+        auth: &AuthSettings,
+        headers: &[(&str, &str)],
+        identity: Option<&Identity>,
+        trusted: bool,
+    ) -> Vec<(String, String)> {
+        let mut request = http::Request::builder().uri("/api/x");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let (parts, ()) = request.body(()).expect("request").into_parts();
+        let peer = IpAddr::from([10, 0, 0, 1]);
+        let peer_value = HeaderValue::from_static("10.0.0.1");
+        let request_id = HeaderValue::from_static("rid-1");
+        let hop = Hop {
+            client: ClientAddr {
+                ip: peer,
+                peer_trusted: trusted,
+            },
+            peer,
+            peer_value: &peer_value,
+            proto: "https",
+            host: Some("api.example.com"),
+            request_id: &request_id,
+        };
+        let out = match outgoing(&parts, auth, identity, &hop, false) {
+            Ok(out) => out,
+            Err(e) => panic!("outgoing: {e}"),
+        };
+        String::from_utf8_lossy(&out.lines)
+            .split("\r\n")
+            .filter(|l| !l.is_empty())
+            .filter_map(|l| l.split_once(": "))
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn values<'a>(lines: &'a [(String, String)], name: &str) -> Vec<&'a str> {
+        lines
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn identity_comes_only_from_the_verified_identity() {
+        let auth = auth("");
+        let forged = [
+            ("X-OpenId", "evil"),
+            ("x_openid", "evil"),
+            ("X-UnionId", "evil"),
+            ("X_AppId", "evil"),
+            ("X-User-Id", "evil"),
+            ("x_user_id", "evil"),
+            ("X-Phone", "evil"),
+            ("X-WX-OPENID", "evil"),
+            ("Connection", "X-OpenId, X-User-Id"),
+        ];
+        let ident = identity();
+        let cases: [(Option<&Identity>, [&[&str]; 5]); 2] = [
+            (
+                Some(&ident),
+                [
+                    &["oVerified"],
+                    &["uVerified"],
+                    &["wx0123456789abcdef"],
+                    &["42"],
+                    &["13800138000"],
+                ],
+            ),
+            (None, [&[], &[], &[], &[], &[]]),
+        ];
+        for (identity, expected) in cases {
+            let out = lines(&auth, &forged, identity, false);
+            let names = ["x-openid", "x-unionid", "x-appid", "x-user-id", "x-phone"];
+            for (name, want) in names.iter().zip(expected) {
+                assert_eq!(values(&out, name), want, "{name} with {identity:?}");
+            }
+            assert!(
+                !out.iter().any(|(n, v)| n.contains('_') || v == "evil"),
+                "{out:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn hop_by_hop_and_framing_headers_never_pass() {
+        let auth = auth("");
+        let out = lines(
+            &auth,
+            &[
+                ("Connection", "keep-alive, X-Custom"),
+                ("X-Custom", "1"),
+                ("Keep-Alive", "timeout=5"),
+                ("TE", "trailers"),
+                ("Upgrade", "h2c"),
+                ("Transfer-Encoding", "chunked"),
+                ("Content-Length", "5"),
+                ("Host", "api.example.com"),
+                ("Expect", "100-continue"),
+                ("Accept", "keep"),
+            ],
+            None,
+            false,
+        );
+        let names: Vec<&str> = out.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "accept",
+                "x-forwarded-for",
+                "x-real-ip",
+                "x-forwarded-proto",
+                "x-forwarded-host",
+                "x-request-id"
+            ]
+        );
+    }
+
+    #[test]
+    fn gateway_tokens_go_unless_forward_token_is_set() {
+        for (extra, kept) in [("", 0), ("forward_token = true", 2)] {
+            let auth = auth(extra);
+            let out = lines(
+                &auth,
+                &[("Authorization", "bearer\tabc"), ("X-Token", "abc")],
+                None,
+                false,
+            );
+            let tokens = values(&out, "authorization").len() + values(&out, "x-token").len();
+            assert_eq!(tokens, kept, "{extra:?}: {out:?}");
+        }
+        // Another scheme is not the gateway's to remove.
+        let out = lines(&auth(""), &[("Authorization", "Basic dTpw")], None, false);
+        assert_eq!(values(&out, "authorization"), ["Basic dTpw"]);
+    }
+
+    #[test]
+    fn forwarding_headers_are_kept_only_from_trusted_proxies() {
+        let auth = auth("");
+        let client = [
+            ("X-Forwarded-For", "6.6.6.6"),
+            ("X-Forwarded-Proto", "http"),
+            ("X-Forwarded-Host", "evil.example"),
+            ("X-Real-IP", "6.6.6.6"),
+            ("Forwarded", "for=6.6.6.6"),
+            ("X_Forwarded_For", "6.6.6.6"),
+        ];
+        for (trusted, want) in [
+            (false, ["10.0.0.1", "https", "api.example.com", ""]),
+            (
+                true,
+                ["6.6.6.6, 10.0.0.1", "http", "evil.example", "for=6.6.6.6"],
+            ),
+        ] {
+            let out = lines(&auth, &client, None, trusted);
+            let got = [
+                "x-forwarded-for",
+                "x-forwarded-proto",
+                "x-forwarded-host",
+                "forwarded",
+            ]
+            .map(|name| values(&out, name).join(" | "));
+            assert_eq!(got, want, "trusted: {trusted}");
+            assert_eq!(values(&out, "x-real-ip"), ["10.0.0.1"]);
+            assert!(!out.iter().any(|(n, _)| n.contains('_')), "{out:?}");
+        }
+    }
+
+    #[test]
+    fn http2_cookie_fields_become_one_line() {
+        let out = lines(
+            &auth(""),
+            &[("cookie", "a=1"), ("cookie", "b=2")],
+            None,
+            false,
+        );
+        assert_eq!(values(&out, "cookie"), ["a=1; b=2"]);
+        let one = lines(&auth(""), &[("cookie", "a=1")], None, false);
+        assert_eq!(values(&one, "cookie"), ["a=1"]);
+    }
 }

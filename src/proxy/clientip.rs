@@ -37,7 +37,7 @@ pub fn derive(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> ClientAdd
         };
     }
     let mut client = peer;
-    let hops = headers.get_all(crate::forward::X_FORWARDED_FOR);
+    let hops = headers.get_all(super::headers::X_FORWARDED_FOR);
     'walk: for value in hops.iter().rev() {
         let Ok(value) = value.to_str() else {
             continue;

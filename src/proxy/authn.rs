@@ -4,28 +4,12 @@ use std::sync::Arc;
 
 use http::header::{HeaderMap, HeaderName, AUTHORIZATION};
 
-use crate::claims::Ext;
+use super::routes::{AuthMode, Route};
 use crate::error::GatewayError;
 use crate::gateway::{Gateway, Runtime};
+pub use crate::identity::Identity;
+use crate::proxy::verified::ConnMemo;
 use crate::tokens::{Policy, TokenError};
-use crate::verified::ConnMemo;
-
-/// A verified caller: what may become identity headers upstream. Shared as an
-/// `Arc<Identity>` from the verified-token cache, so a request never copies it.
-#[derive(Debug, Clone)]
-pub struct Identity {
-    pub openid: String,
-    pub unionid: Option<String>,
-    /// Absent in tokens other tooling minted without it: no `X-AppId`, no `apps` route.
-    pub appid: Option<String>,
-    /// Absent in tokens minted without a session: nothing to revoke, valid until `exp`.
-    pub sid: Option<String>,
-    pub exp: i64,
-    /// The login hook's claims (empty without a hook), for claim headers.
-    pub ext: Ext,
-    /// The session's phone number, from `/auth/phone`: what `auth = "phone"` routes need.
-    pub phone: Option<String>,
-}
 
 /// The credential a request carries, and the header it came in.
 pub struct Credential<'a> {
@@ -120,11 +104,44 @@ pub fn verify(
     checked.map_err(GatewayError::InvalidToken)
 }
 
+/// The route's auth policy: its auth mode, its `apps` and `auth = "phone"`. Returns the
+/// verified identity, if any.
+pub fn for_route(
+    gateway: &Gateway,
+    runtime: &Runtime,
+    route: &Route,
+    headers: &HeaderMap,
+    memo: &ConnMemo,
+) -> Result<Option<Arc<Identity>>, GatewayError> {
+    if route.auth == AuthMode::None {
+        return Ok(None);
+    }
+    let auth = &runtime.settings.auth;
+    let Some(credential) = credential(headers, &auth.token_headers)? else {
+        return match route.auth {
+            AuthMode::Optional => Ok(None),
+            _ => Err(GatewayError::MissingToken),
+        };
+    };
+    let identity = verify(gateway, runtime, credential.token, Some(memo))?;
+    if let Some(apps) = &route.apps {
+        // A token that names no mini-program is of none of them.
+        if !identity.appid.as_ref().is_some_and(|a| apps.contains(a)) {
+            return Err(GatewayError::AppNotAllowed);
+        }
+    }
+    if route.auth == AuthMode::Phone && identity.phone.is_none() {
+        // The phone claim arrives with the token `/auth/phone` issues; older tokens lack it.
+        return Err(GatewayError::PhoneRequired);
+    }
+    Ok(Some(identity))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    use crate::headers::test_map as headers;
+    use crate::proxy::headers::test_map as headers;
 
     fn names() -> Vec<HeaderName> {
         vec![AUTHORIZATION, HeaderName::from_static("x-token")]

@@ -16,8 +16,8 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::authn::Identity;
 use crate::error::GatewayError;
+use crate::identity::Identity;
 use crate::store::{RevocationWatch, Store};
 use crate::upstream::Switched;
 
@@ -257,7 +257,7 @@ where
 mod tests {
     use super::*;
 
-    use crate::headers::test_map as headers;
+    use crate::proxy::headers::test_map as headers;
 
     #[test]
     fn only_http_1_1_websocket_upgrades_count() {

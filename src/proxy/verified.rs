@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use moka::sync::Cache;
 use moka::Expiry;
 
-use crate::authn::Identity;
+use crate::identity::Identity;
 use crate::tokens::{self, Policy, TokenError, MAX_TOKEN_BYTES};
 
 /// Bytes of tokens and identities kept at most (a weigher counts them).

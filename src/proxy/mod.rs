@@ -1,30 +1,40 @@
 //! The request path, as named phases: admit (framing and limits) → canonical path →
 //! gateway endpoint or route → authenticate → forward → respond, with one access-log line.
 
-use std::borrow::Cow;
+pub mod access;
+mod admit;
+pub mod authn;
+pub mod clientip;
+pub mod forward;
+pub mod headers;
+pub mod outgoing;
+pub mod path;
+pub mod routes;
+pub mod upgrade;
+pub mod verified;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::header::{HeaderValue, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
-use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
+use http::header::HeaderValue;
+use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use crate::access::{Logged, Record};
-use crate::authn::{self, Identity};
 use crate::body::{GuardedBody, ResBody};
-use crate::clientip::{self, ClientAddr};
 use crate::endpoints::{self, Call, Endpoint};
 use crate::error::{Blame, GatewayError};
-use crate::forward::{self, Hop, X_REQUEST_ID};
 use crate::gateway::{Gateway, Runtime};
 use crate::metrics::RouteMetrics;
-use crate::routes::{AuthMode, Miss, Route};
-use crate::settings::ServerSettings;
-use crate::verified::ConnMemo;
-use crate::{headers, path, tokens, upgrade};
+use crate::tokens;
+use access::{Logged, Record};
+use clientip::ClientAddr;
+use headers::X_REQUEST_ID;
+use outgoing::Hop;
+use routes::{Miss, Route};
+use verified::ConnMemo;
 
 /// What the server knows about the connection a request came on; its requests share it.
 pub struct Conn {
@@ -181,7 +191,7 @@ fn prepare(
 ) -> Result<Next, GatewayError> {
     let settings = &runtime.settings;
     let deadline = tokio::time::Instant::now() + settings.server.request_timeout;
-    let length = admit(&request, &settings.server)?;
+    let length = admit::admit(&request, &settings.server)?;
     let canonical = path::canonicalize(request.uri().path()).map_err(GatewayError::InvalidPath)?;
     if let Some(endpoint) = Endpoint::find(&canonical, &settings.auth.endpoint_prefix) {
         trail.metrics = runtime.endpoint_metrics.get(endpoint as usize).cloned();
@@ -192,7 +202,7 @@ fn prepare(
         }));
     }
     let host = if settings.routes.has_hosts() {
-        request_host(&request)
+        admit::request_host(&request)
     } else {
         None
     };
@@ -207,7 +217,7 @@ fn prepare(
     if length.is_some_and(|n| n > route.max_body_bytes) {
         return Err(GatewayError::PayloadTooLarge);
     }
-    let identity = authenticate(gateway, runtime, route, request.headers(), &conn.memo)?;
+    let identity = authn::for_route(gateway, runtime, route, request.headers(), &conn.memo)?;
     if settings.log.openid {
         trail.openid = identity.as_ref().map(|i| i.openid.clone());
     }
@@ -222,7 +232,7 @@ fn prepare(
         .then(|| upgrade::Pending::new(&mut request, identity.as_deref(), leeway, &gateway.store))
         .transpose()?;
     let (parts, body) = request.into_parts();
-    let original_host = original_host(&parts);
+    let original_host = admit::original_host(&parts);
     let hop = Hop {
         client,
         peer: conn.peer.ip(),
@@ -231,7 +241,8 @@ fn prepare(
         host: original_host.as_deref(),
         request_id,
     };
-    let outgoing = forward::outgoing(&parts, &settings.auth, identity.as_deref(), &hop, websocket)?;
+    let outgoing =
+        outgoing::outgoing(&parts, &settings.auth, identity.as_deref(), &hop, websocket)?;
     // The client's head is encoded: its memory (hyper's read buffer) is not held any longer.
     Ok(Next::Forward(Forward {
         route: route.clone(),
@@ -265,159 +276,6 @@ impl Forward {
     }
 }
 
-/// Request-level checks hyper leaves to us: the request target, `Host`, framing and limits.
-/// Returns the declared `Content-Length`, if any.
-fn admit(
-    request: &Request<Incoming>,
-    limits: &ServerSettings,
-) -> Result<Option<u64>, GatewayError> {
-    if request.method() == Method::CONNECT {
-        return Err(GatewayError::InvalidRequest("CONNECT is not supported"));
-    }
-    let uri = request.uri();
-    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
-        return Err(GatewayError::InvalidRequest(
-            "the request target must not carry userinfo",
-        ));
-    }
-    let uri_len = uri.path_and_query().map_or(0, |pq| pq.as_str().len())
-        + uri.authority().map_or(0, |a| a.as_str().len())
-        + uri.scheme_str().map_or(0, |s| s.len() + 3);
-    if uri_len > limits.max_uri_bytes {
-        return Err(GatewayError::UriTooLong);
-    }
-    let headers = request.headers();
-    if headers.len() > limits.max_headers {
-        return Err(GatewayError::HeadersTooLarge);
-    }
-    // One pass: the head's size, and whether the headers the framing rules name are there.
-    let (mut header_bytes, mut hosts, mut framed, mut sized) = (0, 0, false, false);
-    for (name, value) in headers {
-        header_bytes += name.as_str().len() + value.len() + 4;
-        if name == HOST {
-            hosts += 1;
-            // `admin.example.com@api.example.com`: routing would read one host and
-            // `X-Forwarded-Host` carry another (RFC 9110 4.2.4: userinfo is an error).
-            if value.as_bytes().contains(&b'@') {
-                return Err(GatewayError::InvalidRequest(
-                    "the Host must not carry userinfo",
-                ));
-            }
-        } else if name == TRANSFER_ENCODING {
-            framed = true;
-        } else if name == CONTENT_LENGTH {
-            sized = true;
-        }
-    }
-    if header_bytes > limits.max_header_bytes {
-        return Err(GatewayError::HeadersTooLarge);
-    }
-    if hosts > 1 || (hosts == 0 && request.version() == Version::HTTP_11) {
-        return Err(GatewayError::BadFraming(
-            "exactly one Host header is required",
-        ));
-    }
-    if framed {
-        check_framing(headers)?;
-    }
-    let length = if sized { content_length(headers) } else { None };
-    if length.is_some_and(|n| n > limits.max_body_bytes) {
-        return Err(GatewayError::PayloadTooLarge);
-    }
-    Ok(length)
-}
-
-/// A `Transfer-Encoding` must be exactly one `chunked`, and never beside `Content-Length`
-/// (RFC 9112 6.1 and 6.3): anything else could be read two ways by two parsers.
-fn check_framing(headers: &HeaderMap) -> Result<(), GatewayError> {
-    let mut codings = headers.get_all(TRANSFER_ENCODING).iter();
-    let Some(first) = codings.next() else {
-        return Ok(());
-    };
-    let only_chunked = codings.next().is_none()
-        && first
-            .to_str()
-            .is_ok_and(|v| v.trim().eq_ignore_ascii_case("chunked"));
-    if !only_chunked {
-        return Err(GatewayError::BadFraming(
-            "Transfer-Encoding must be exactly \"chunked\"",
-        ));
-    }
-    if headers.contains_key(CONTENT_LENGTH) {
-        return Err(GatewayError::BadFraming(
-            "Transfer-Encoding and Content-Length together",
-        ));
-    }
-    Ok(())
-}
-
-fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok())
-}
-
-/// The host a request addressed: the target's authority (HTTP/2, absolute form) or `Host`,
-/// lower-case without the port.
-fn request_host(request: &Request<Incoming>) -> Option<String> {
-    let raw = match request.uri().authority() {
-        Some(authority) => authority.host().to_string(),
-        None => {
-            let host = request.headers().get(HOST)?.to_str().ok()?;
-            host.parse::<http::uri::Authority>()
-                .ok()?
-                .host()
-                .to_string()
-        }
-    };
-    Some(raw.to_ascii_lowercase())
-}
-
-/// The host as the client wrote it (with any port), for `X-Forwarded-Host`.
-fn original_host(parts: &http::request::Parts) -> Option<Cow<'_, str>> {
-    match parts.uri.authority() {
-        // Never the userinfo an absolute-form target may carry.
-        Some(authority) => Some(match authority.port() {
-            Some(port) => Cow::Owned(format!("{}:{port}", authority.host())),
-            None => Cow::Borrowed(authority.host()),
-        }),
-        None => parts.headers.get(HOST)?.to_str().ok().map(Cow::Borrowed),
-    }
-}
-
-/// Applies the route's auth mode; returns the verified identity, if any.
-fn authenticate(
-    gateway: &Gateway,
-    runtime: &Runtime,
-    route: &Route,
-    headers: &HeaderMap,
-    memo: &ConnMemo,
-) -> Result<Option<Arc<Identity>>, GatewayError> {
-    if route.auth == AuthMode::None {
-        return Ok(None);
-    }
-    let auth = &runtime.settings.auth;
-    let Some(credential) = authn::credential(headers, &auth.token_headers)? else {
-        return match route.auth {
-            AuthMode::Optional => Ok(None),
-            _ => Err(GatewayError::MissingToken),
-        };
-    };
-    let identity = authn::verify(gateway, runtime, credential.token, Some(memo))?;
-    if let Some(apps) = &route.apps {
-        // A token that names no mini-program is of none of them.
-        if !identity.appid.as_ref().is_some_and(|a| apps.contains(a)) {
-            return Err(GatewayError::AppNotAllowed);
-        }
-    }
-    if route.auth == AuthMode::Phone && identity.phone.is_none() {
-        // The phone claim arrives with the token `/auth/phone` issues; older tokens lack it.
-        return Err(GatewayError::PhoneRequired);
-    }
-    Ok(Some(identity))
-}
-
 /// A request id unique to this process: a random prefix chosen once, then a counter. Ids
 /// only need to be unique and unguessable enough to correlate logs, not secret, so the hot
 /// path does not draw from the system RNG for each request.
@@ -436,29 +294,4 @@ fn new_request_id() -> HeaderValue {
     }
     HeaderValue::from_maybe_shared(bytes::Bytes::from(id))
         .unwrap_or_else(|_| HeaderValue::from_static("-"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    use crate::headers::test_map as map;
-
-    #[test]
-    fn only_a_single_plain_chunked_coding_is_accepted() {
-        assert!(check_framing(&map(&[("transfer-encoding", "chunked")])).is_ok());
-        assert!(check_framing(&map(&[("transfer-encoding", "Chunked")])).is_ok());
-        for bad in [
-            vec![("transfer-encoding", "gzip, chunked")],
-            vec![("transfer-encoding", "chunked, chunked")],
-            vec![
-                ("transfer-encoding", "chunked"),
-                ("transfer-encoding", "chunked"),
-            ],
-            vec![("transfer-encoding", "identity")],
-            vec![("transfer-encoding", "chunked"), ("content-length", "5")],
-        ] {
-            assert!(check_framing(&map(&bad)).is_err(), "{bad:?}");
-        }
-    }
 }

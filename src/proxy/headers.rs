@@ -4,6 +4,14 @@
 use http::header::{HeaderMap, HeaderName, CONNECTION};
 use http::HeaderValue;
 
+/// Headers wxgate writes on every forwarded request (and `X-Request-Id` on every answer).
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+
 /// Hop-by-hop headers of RFC 9110 7.6.1, plus the non-standard ones proxies still see.
 pub const HOP_BY_HOP: [&str; 9] = [
     "connection",
