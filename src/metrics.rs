@@ -51,6 +51,11 @@ struct ApiLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ApiLabel {
+    api: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Outcome {
     outcome: &'static str,
 }
@@ -78,9 +83,9 @@ struct Metrics {
     connections: Family<ListenerLabel, Gauge>,
     reloads: Family<Outcome, Counter>,
     last_reload: Gauge<f64, AtomicU64>,
-    wechat_in_flight: Gauge,
-    wechat_shed: Family<Outcome, Counter>,
-    breaker_open: Gauge,
+    wechat_in_flight: Family<ApiLabel, Gauge>,
+    wechat_shed: Family<ApiLabels, Counter>,
+    breaker_open: Family<ApiLabel, Gauge>,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -101,9 +106,9 @@ impl Metrics {
             connections: Family::default(),
             reloads: Family::default(),
             last_reload: Gauge::default(),
-            wechat_in_flight: Gauge::default(),
+            wechat_in_flight: Family::default(),
             wechat_shed: Family::default(),
-            breaker_open: Gauge::default(),
+            breaker_open: Family::default(),
         };
         let mut registry = Registry::with_prefix("wxgate");
         registry.register(
@@ -168,17 +173,17 @@ impl Metrics {
         );
         registry.register(
             "wechat_in_flight",
-            "WeChat API calls in flight",
+            "WeChat API calls in flight, by API",
             m.wechat_in_flight.clone(),
         );
         registry.register(
             "wechat_shed",
-            "WeChat calls answered locally without calling out, by reason",
+            "WeChat calls answered locally without calling out, by API and reason",
             m.wechat_shed.clone(),
         );
         registry.register(
             "wechat_circuit_open",
-            "1 while the WeChat circuit breaker is open",
+            "1 while the API's WeChat circuit breaker is open or probing, by API",
             m.breaker_open.clone(),
         );
         Self { registry, ..m }
@@ -332,20 +337,35 @@ pub fn reload(ok: bool) {
     }
 }
 
-/// The WeChat call gate: calls in flight, shed calls and the breaker state.
-pub fn wechat_in_flight(delta: i64) {
-    METRICS.wechat_in_flight.inc_by(delta);
+/// The WeChat call gates, one per API: calls in flight, shed calls and the breaker state.
+///
+/// A new gate makes its gauges' series exist (at 0 when new), so dashboards see every API.
+pub fn wechat_gate_created(api: &'static str) {
+    let label = ApiLabel { api };
+    drop(METRICS.wechat_in_flight.get_or_create(&label));
+    drop(METRICS.breaker_open.get_or_create(&label));
 }
 
-pub fn wechat_shed(reason: &'static str) {
+pub fn wechat_in_flight(api: &'static str, delta: i64) {
+    METRICS
+        .wechat_in_flight
+        .get_or_create(&ApiLabel { api })
+        .inc_by(delta);
+}
+
+/// A call answered locally: `too_many_in_flight`, `circuit_open` or `rate_limited`.
+pub fn wechat_shed(api: &'static str, outcome: &'static str) {
     METRICS
         .wechat_shed
-        .get_or_create(&Outcome { outcome: reason })
+        .get_or_create(&ApiLabels { api, outcome })
         .inc();
 }
 
-pub fn wechat_circuit_open(open: bool) {
-    METRICS.breaker_open.set(i64::from(open));
+pub fn wechat_circuit_open(api: &'static str, open: bool) {
+    METRICS
+        .breaker_open
+        .get_or_create(&ApiLabel { api })
+        .set(i64::from(open));
 }
 
 pub fn render() -> String {

@@ -93,6 +93,10 @@ pub struct AuthSettings {
 pub struct RateLimit {
     pub per_minute: u32,
     pub burst: u32,
+    /// Clients are counted per network of this many leading bits: 32 (one IPv4 address)
+    /// and 64 (one IPv6 /64, what a single subscriber is usually given) by default.
+    pub ipv4_prefix: u8,
+    pub ipv6_prefix: u8,
 }
 
 pub struct LoginHook {

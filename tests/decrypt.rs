@@ -209,3 +209,37 @@ async fn decrypt_needs_a_token_and_the_fields() {
     .await;
     assert_eq!(status, 401);
 }
+
+#[tokio::test]
+async fn decrypt_shares_the_per_client_limit_with_login_and_phone() {
+    let world = World::start_with(|c| {
+        c.auth_tables = "[auth.login_rate_limit]\nper_minute = 1\nburst = 3\n".into();
+    })
+    .await;
+    let u = user(&world).await;
+    let body = json!({"encryptedData": "AAAA", "iv": "AAAA"});
+    let (status, answer) = decrypt(&world, &u.token, body.clone()).await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (400, Some("decrypt_failed"))
+    );
+    let (status, _) = decrypt(&world, &u.token, body.clone()).await;
+    assert_eq!(status, 400, "the login and two decrypts fit the burst of 3");
+    let (status, answer) = decrypt(&world, &u.token, body).await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (429, Some("rate_limited"))
+    );
+    let (status, answer) = world
+        .post_bearer("/auth/phone", &u.token, json!({"code": "pn-limited"}))
+        .await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (429, Some("rate_limited")),
+        "phone draws on the same bucket"
+    );
+    assert_eq!(
+        world.wechat.mock.calls("/wxa/business/getuserphonenumber"),
+        0
+    );
+}

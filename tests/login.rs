@@ -319,3 +319,74 @@ async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
     .await;
     results.into_iter().flatten().collect()
 }
+
+/// A login from `client` as a trusted proxy (the loopback peer) reports it; the status.
+async fn login_from(world: &World, client: &str, code: &str) -> u16 {
+    world
+        .http
+        .post(world.url("/auth/login"))
+        .header("X-Forwarded-For", client)
+        .json(&json!({ "code": code }))
+        .send()
+        .await
+        .expect("login")
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn the_login_rate_limit_counts_an_ipv6_64_as_one_client_and_ipv4_per_address() {
+    let world = World::start_with(|c| {
+        c.auth_tables = "[auth.login_rate_limit]\nper_minute = 1\nburst = 2\n".into();
+    })
+    .await;
+    let cases = [
+        ("2001:db8:1:2::1", 200, "first of the /64"),
+        (
+            "2001:db8:1:2:ffff:ffff:ffff:fffe",
+            200,
+            "another address, same /64",
+        ),
+        (
+            "2001:db8:1:2::3",
+            429,
+            "a third address cannot start afresh",
+        ),
+        ("2001:db8:1:3::1", 200, "the next /64 is another client"),
+        ("198.51.100.1", 200, "IPv4"),
+        ("198.51.100.1", 200, "IPv4, same address"),
+        ("198.51.100.1", 429, "IPv4, its burst spent"),
+        ("198.51.100.2", 200, "IPv4 is counted per address"),
+    ];
+    for (i, (client, status, why)) in cases.into_iter().enumerate() {
+        assert_eq!(
+            login_from(&world, client, &format!("prefix{i}")).await,
+            status,
+            "{why}"
+        );
+    }
+    assert_eq!(world.wechat.logins(), 6);
+}
+
+#[tokio::test]
+async fn the_rate_limit_prefix_lengths_are_configurable() {
+    let world = World::start_with(|c| {
+        c.auth_tables = "[auth.login_rate_limit]\nper_minute = 1\nburst = 1\nipv4_prefix = 24\nipv6_prefix = 128\n".into();
+    })
+    .await;
+    let cases = [
+        ("198.51.100.1", 200),
+        ("198.51.100.200", 429),
+        ("198.51.101.1", 200),
+        ("2001:db8::1", 200),
+        ("2001:db8::2", 200),
+        ("2001:db8::1", 429),
+    ];
+    for (i, (client, status)) in cases.into_iter().enumerate() {
+        assert_eq!(
+            login_from(&world, client, &format!("prefixlen{i}")).await,
+            status,
+            "{client}"
+        );
+    }
+}

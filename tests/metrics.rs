@@ -133,7 +133,12 @@ async fn failures_in_a_row_open_the_circuit_and_logins_are_answered_without_wech
     assert!((20..=31).contains(&retry), "{retry}");
     assert_eq!(world.wechat.logins(), 2, "WeChat was not called while open");
     let text = scrape(&world).await;
-    assert!(sample(&text, "wxgate_wechat_shed_total{outcome=\"circuit_open\"}") >= 1.0);
+    assert!(
+        sample(
+            &text,
+            "wxgate_wechat_shed_total{api=\"jscode2session\",outcome=\"circuit_open\"}"
+        ) >= 1.0
+    );
     assert!(
         sample(
             &text,

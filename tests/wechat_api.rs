@@ -197,6 +197,7 @@ async fn user_data_from_the_mock_opens_and_an_expired_session_key_asks_for_a_new
         (status, answer["error"].as_str()),
         (400, Some("decrypt_failed"))
     );
+    assert_eq!(world.wechat.mock.calls("/wxa/checksession"), 1);
 
     world.wechat.mock.expire_session_key(&openid);
     let (status, answer) = decrypt(&world, &token, data).await;
@@ -204,12 +205,18 @@ async fn user_data_from_the_mock_opens_and_an_expired_session_key_asks_for_a_new
         status, 200,
         "the data still opens with the stored key: {answer}"
     );
-    let (status, answer) = decrypt(
-        &world,
-        &token,
-        json!({"encryptedData": "AAAA", "iv": "AAAA"}),
-    )
-    .await;
+    let garbage = json!({"encryptedData": "AAAA", "iv": "AAAA"});
+    let (status, answer) = decrypt(&world, &token, garbage.clone()).await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (400, Some("decrypt_failed")),
+        "WeChat's verdict of a minute ago is remembered"
+    );
+    assert_eq!(world.wechat.mock.calls("/wxa/checksession"), 1);
+
+    let (token, openid) = logged_in(&world, "profile1b").await;
+    world.wechat.mock.expire_session_key(&openid);
+    let (status, answer) = decrypt(&world, &token, garbage).await;
     assert_eq!(
         (status, answer["error"].as_str()),
         (401, Some("session_key_expired"))

@@ -112,6 +112,17 @@ impl Builder<'_> {
         Some(value)
     }
 
+    /// A network prefix length, `0..=max` bits.
+    fn prefix_len(&mut self, path: &str, value: u32, max: u8) -> Option<u8> {
+        match u8::try_from(value) {
+            Ok(bits) if bits <= max => Some(bits),
+            _ => {
+                self.problem(path, format!("must be between 0 and {max}"));
+                None
+            }
+        }
+    }
+
     fn header_name(&mut self, path: &str, text: &str) -> Option<HeaderName> {
         match HeaderName::from_bytes(text.as_bytes()) {
             Ok(name) => Some(name),
@@ -374,6 +385,10 @@ impl Builder<'_> {
             u64::from(rate.per_minute),
         );
         let burst = self.positive("auth.login_rate_limit.burst", u64::from(rate.burst));
+        let ipv4_prefix =
+            self.prefix_len("auth.login_rate_limit.ipv4_prefix", rate.ipv4_prefix, 32);
+        let ipv6_prefix =
+            self.prefix_len("auth.login_rate_limit.ipv6_prefix", rate.ipv6_prefix, 128);
         let keys = self.keys(a);
         let on_login = a.on_login.as_ref().map(|hook| self.on_login(hook));
         let claim_headers = self.claim_headers(a, identity.as_ref(), &token_headers);
@@ -400,6 +415,8 @@ impl Builder<'_> {
             login_rate_limit: RateLimit {
                 per_minute: u32::try_from(per_minute?).ok()?,
                 burst: u32::try_from(burst?).ok()?,
+                ipv4_prefix: ipv4_prefix?,
+                ipv6_prefix: ipv6_prefix?,
             },
             keys: keys?,
             on_login: match on_login {

@@ -216,6 +216,8 @@ fn default_endpoint_prefix() -> String {
 pub struct RateLimitSection {
     pub per_minute: u32,
     pub burst: u32,
+    pub ipv4_prefix: u32,
+    pub ipv6_prefix: u32,
 }
 
 impl Default for RateLimitSection {
@@ -223,6 +225,8 @@ impl Default for RateLimitSection {
         Self {
             per_minute: 120,
             burst: 60,
+            ipv4_prefix: 32,
+            ipv6_prefix: 64,
         }
     }
 }

@@ -4,16 +4,19 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::Value;
 
-use super::{bearer_session, json_body, Call};
+use super::{bearer_session, json_body, rate_limit, Call};
 use crate::body::ResBody;
 use crate::error::{json_response, GatewayError};
 use crate::store::Session;
 use crate::userdata::{self, Expect};
+use crate::wechat::KeyVerdict;
 
 pub async fn decrypt(
     call: Call<'_>,
     request: Request<Incoming>,
 ) -> Result<Response<ResBody>, GatewayError> {
+    // A failed decrypt may ask WeChat: the per-client limit applies as for logins.
+    rate_limit(&call)?;
     let session = bearer_session(&call, &request).await?;
     let body = json_body(&call, request).await?;
     let text = |name: &str| match body.get(name) {
@@ -50,7 +53,8 @@ pub async fn decrypt(
 /// Every failure is the same `decrypt_failed`, unless WeChat says the session's key is no
 /// longer valid (the user logged in elsewhere, or it expired): then the client must log in
 /// again. What WeChat is asked depends on the session only, never on the data sent, so the
-/// answer reveals nothing about why the data did not open.
+/// answer reveals nothing about why the data did not open. The verdict is remembered for a
+/// minute, so garbage sent in a loop costs one WeChat call per session and minute at most.
 async fn explain_failure(call: &Call<'_>, session: &Session) -> GatewayError {
     let wechat = &call.runtime.settings.wechat;
     let Some(app) = wechat
@@ -59,22 +63,13 @@ async fn explain_failure(call: &Call<'_>, session: &Session) -> GatewayError {
     else {
         return GatewayError::DecryptFailed;
     };
-    let valid = call
+    let verdict = call
         .runtime
         .wechat
-        .session_key_valid(
-            app,
-            &call.gateway.store,
-            &session.openid,
-            &session.session_key,
-        )
+        .session_key_verdict(app, &call.gateway.store, session)
         .await;
-    match valid {
-        Ok(false) => GatewayError::SessionKeyExpired,
-        Ok(true) => GatewayError::DecryptFailed,
-        Err(e) => {
-            tracing::info!(error = %e, "checksession failed; answering decrypt_failed");
-            GatewayError::DecryptFailed
-        }
+    match verdict {
+        KeyVerdict::Expired => GatewayError::SessionKeyExpired,
+        KeyVerdict::Valid | KeyVerdict::Unknown => GatewayError::DecryptFailed,
     }
 }

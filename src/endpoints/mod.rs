@@ -118,7 +118,8 @@ pub async fn handle(
     }
 }
 
-/// The per-client limit for endpoints that spend WeChat quota (login, phone).
+/// The per-client limit for endpoints that can make wxgate call WeChat (login, phone,
+/// decrypt): one bucket per client address or network, shared by the three.
 fn rate_limit(call: &Call<'_>) -> Result<(), GatewayError> {
     call.runtime
         .limiter

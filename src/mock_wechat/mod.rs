@@ -53,6 +53,15 @@ pub struct MockWechat {
     inner: Arc<Inner>,
 }
 
+/// How a path made to fail with [`MockWechat::fail_path`] answers.
+#[derive(Clone, Copy, Debug)]
+pub enum Failure {
+    /// HTTP 200 with this errcode, as WeChat reports errors.
+    Errcode(i64),
+    /// This HTTP status, as an API path that does not exist (404) or a broken front (502).
+    Status(u16),
+}
+
 /// Behaviour knobs for [`MockWechat`].
 #[derive(Clone, Debug)]
 pub struct MockOptions {
@@ -91,6 +100,8 @@ struct State {
     current_token: HashMap<String, String>,
     /// When set, `stable_token` answers this errcode instead of a token.
     token_error: Option<i64>,
+    /// Paths made to fail on every call, whatever the request.
+    failing: HashMap<String, Failure>,
     /// The last body each token-authenticated API received.
     last_bodies: HashMap<String, Bytes>,
 }
@@ -172,6 +183,16 @@ impl MockWechat {
         self.state().token_error = errcode;
     }
 
+    /// Makes every call to `path` (`/wxa/checksession`, `/wxa/business/getuserphonenumber`…)
+    /// fail as `failure` says, until set to `None`. Calls are still counted.
+    pub fn fail_path(&self, path: &str, failure: Option<Failure>) {
+        let mut st = self.state();
+        match failure {
+            Some(failure) => st.failing.insert(path.to_owned(), failure),
+            None => st.failing.remove(path),
+        };
+    }
+
     /// Ends `openid`'s session_key at WeChat (the user logged in elsewhere, or it expired):
     /// `checksession` answers 87009 for it from now on.
     pub fn expire_session_key(&self, openid: &str) {
@@ -209,6 +230,15 @@ impl MockWechat {
         let path = req.uri().path().to_owned();
         self.count(&path);
         tracing::debug!(%path, "mock-wechat request");
+        let failure = self.state().failing.get(&path).copied();
+        match failure {
+            Some(Failure::Errcode(errcode)) => return self.error(errcode),
+            Some(Failure::Status(status)) => {
+                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+                return raw_resp(status, TEXT, status.to_string());
+            }
+            None => {}
+        }
         let query = parse_query(req.uri().query());
         match path.as_str() {
             "/sns/jscode2session" => self.jscode2session(&query).await,

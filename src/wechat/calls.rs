@@ -1,14 +1,48 @@
 //! WeChat calls made with the managed `access_token`: the phone number behind a
-//! getPhoneNumber button code, and whether a stored `session_key` is still valid.
+//! getPhoneNumber button code, and whether a stored `session_key` is still valid (asked at
+//! most once a minute per session: a client decides when a decrypt fails).
 
+use std::time::Duration;
+
+use moka::future::Cache;
 use serde_json::{json, Value};
 
 use super::token::{token_refused, Used};
-use super::{errcode, login_error, trace_id, WechatClient};
+use super::{errcode, json_errcode, login_error, trace_id, Api, WechatClient};
 use crate::error::GatewayError;
 use crate::secret::Secret;
 use crate::settings::App;
-use crate::store::Store;
+use crate::store::{Session, Store};
+
+/// How long `checksession`'s verdict on a session is remembered.
+pub const VERDICT_TTL: Duration = Duration::from_secs(60);
+/// Sessions whose verdict is remembered at once; beyond it the least used are forgotten.
+const MAX_VERDICTS: u64 = 100_000;
+
+/// What `checksession` said about a session's `session_key`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyVerdict {
+    Valid,
+    /// WeChat no longer accepts it (87009): the user must log in again.
+    Expired,
+    /// WeChat could not be asked, or gave no usable answer.
+    Unknown,
+}
+
+/// Verdicts by session id. Every verdict is kept for [`VERDICT_TTL`], failures included:
+/// a WeChat that fails `checksession` must not be asked again on every bad decrypt.
+pub struct KeyVerdicts(Cache<String, KeyVerdict>);
+
+impl Default for KeyVerdicts {
+    fn default() -> Self {
+        Self(
+            Cache::builder()
+                .max_capacity(MAX_VERDICTS)
+                .time_to_live(VERDICT_TTL)
+                .build(),
+        )
+    }
+}
 
 /// What `getuserphonenumber` answered, checked.
 #[derive(Debug, Clone)]
@@ -60,11 +94,11 @@ impl WechatClient {
                 let mut url = self.url("/wxa/business/getuserphonenumber")?;
                 url.query_pairs_mut()
                     .append_pair("access_token", token.expose());
+                let request = self.send(self.post_json(url, body));
                 let answer = self
-                    .bounded("getuserphonenumber", self.send(self.post_json(url, body)))
+                    .bounded(Api::PhoneNumber, request, json_errcode)
                     .await?;
                 let code = errcode(&answer)?;
-                self.gate.answered(code);
                 if code != 0 {
                     crate::metrics::wechat_errcode("getuserphonenumber", code);
                     tracing::info!(
@@ -78,6 +112,30 @@ impl WechatClient {
             }
         })
         .await
+    }
+
+    /// Whether WeChat still accepts `session`'s `session_key`, remembered per session for
+    /// [`VERDICT_TTL`]. Concurrent questions about one session share one call.
+    pub async fn session_key_verdict(
+        &self,
+        app: &App,
+        store: &Store,
+        session: &Session,
+    ) -> KeyVerdict {
+        let ask = async {
+            match self
+                .session_key_valid(app, store, &session.openid, &session.session_key)
+                .await
+            {
+                Ok(true) => KeyVerdict::Valid,
+                Ok(false) => KeyVerdict::Expired,
+                Err(e) => {
+                    tracing::info!(error = %e, "checksession failed; the key's state is unknown");
+                    KeyVerdict::Unknown
+                }
+            }
+        };
+        self.verdicts.0.get_with(session.sid.clone(), ask).await
     }
 
     /// `GET wxa/checksession`: whether WeChat still accepts the session's `session_key`.
@@ -99,10 +157,9 @@ impl WechatClient {
                     .append_pair("openid", openid)
                     .append_pair("sig_method", "hmac_sha256");
                 let answer = self
-                    .bounded("checksession", self.send(self.http.get(url)))
+                    .bounded(Api::CheckSession, self.get(url), json_errcode)
                     .await?;
                 let code = errcode(&answer)?;
-                self.gate.answered(code);
                 if code != 0 {
                     crate::metrics::wechat_errcode("checksession", code);
                 }

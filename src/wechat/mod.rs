@@ -15,14 +15,16 @@ use crate::error::GatewayError;
 use crate::secret::Secret;
 use crate::settings::{App, WechatSettings};
 use crate::tokens::is_safe_id;
+use gate::Outcome;
 
+mod breaker;
 mod calls;
 mod gate;
 pub mod relay;
 mod token;
 
-pub use calls::PhoneInfo;
-pub use gate::GateSettings;
+pub use calls::{KeyVerdict, PhoneInfo};
+pub use gate::{Api, GateSettings};
 pub use token::AccessTokens;
 
 /// WeChat answers are small; anything bigger is not a real answer.
@@ -42,8 +44,10 @@ pub struct WechatClient {
     timeout: Duration,
     /// One managed `access_token` per app.
     pub tokens: AccessTokens,
-    /// The cap on calls in flight and the circuit breaker.
-    gate: gate::Gate,
+    /// The cap on calls in flight and the circuit breaker, per WeChat API.
+    gates: gate::Gates,
+    /// What `checksession` last said about each session's `session_key`.
+    verdicts: calls::KeyVerdicts,
 }
 
 impl WechatClient {
@@ -60,7 +64,8 @@ impl WechatClient {
             api_base: settings.api_base.clone(),
             timeout,
             tokens: AccessTokens::default(),
-            gate: gate::Gate::new(settings.gate),
+            gates: gate::Gates::new(settings.gate, timeout),
+            verdicts: calls::KeyVerdicts::default(),
         })
     }
 
@@ -73,8 +78,9 @@ impl WechatClient {
             .append_pair("secret", app.secret.expose())
             .append_pair("js_code", code)
             .append_pair("grant_type", "authorization_code");
-        let answer = self.bounded("jscode2session", self.get(url)).await?;
-        self.gate.answered(errcode(&answer).unwrap_or(0));
+        let answer = self
+            .bounded(Api::Jscode2session, self.get(url), json_errcode)
+            .await?;
         interpret_session(&answer, &app.appid)
     }
 
@@ -111,13 +117,17 @@ impl WechatClient {
             .map_err(|_| GatewayError::Internal("bad WeChat base URL"))
     }
 
-    /// Runs `call` bounded by the WeChat timeout, logging a timeout under `api`.
+    /// Runs `call` through `api`'s gate, bounded by the WeChat timeout, and tells the gate
+    /// how it ended: no answer, or the errcode `errcode_of` finds in the answer (`None`: an
+    /// answer that cannot be read).
     async fn bounded<T>(
         &self,
-        api: &'static str,
+        api: Api,
         call: impl std::future::Future<Output = Result<T, GatewayError>>,
+        errcode_of: impl FnOnce(&T) -> Option<i64>,
     ) -> Result<T, GatewayError> {
-        let _admitted = self.gate.admit()?;
+        let admitted = self.gates.admit(api)?;
+        let api = api.name();
         let started = std::time::Instant::now();
         let result = match tokio::time::timeout(self.timeout, call).await {
             Ok(result) => result,
@@ -134,13 +144,14 @@ impl WechatClient {
         };
         // No answer at all counts toward the circuit breaker; a malformed answer does not
         // (WeChat is up, and retrying would not change it).
-        if matches!(
-            result,
-            Err(GatewayError::WechatTimeout
-                | GatewayError::WechatUnavailable("unreachable" | "http error"))
-        ) {
-            self.gate.failed();
-        }
+        admitted.finish(match &result {
+            Ok(answer) => errcode_of(answer).map_or(Outcome::Unusable, Outcome::Answered),
+            Err(
+                GatewayError::WechatTimeout
+                | GatewayError::WechatUnavailable("unreachable" | "http error"),
+            ) => Outcome::NoAnswer,
+            Err(_) => Outcome::Unusable,
+        });
         crate::metrics::wechat_call(api, outcome, started.elapsed());
         result
     }
@@ -192,6 +203,11 @@ async fn read_json(mut response: reqwest::Response) -> Result<Value, GatewayErro
             tracing::warn!("WeChat answer is not a JSON object");
             GatewayError::WechatUnavailable("not json")
         })
+}
+
+/// [`errcode`] for [`WechatClient::bounded`]: `None` when it is unreadable.
+fn json_errcode(answer: &Value) -> Option<i64> {
+    errcode(answer).ok()
 }
 
 /// `errcode` as WeChat sends it: absent, a number, or a numeric string.

@@ -15,7 +15,7 @@ use hyper::body::Incoming;
 use serde_json::Value;
 
 use super::token::{token_refused, Used};
-use super::{errcode, WechatClient};
+use super::{errcode, Api, WechatClient};
 use crate::body::{self, GuardedBody, ResBody};
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
@@ -100,7 +100,9 @@ async fn relay(gateway: &Gateway, request: Request<Incoming>) -> Result<Answer, 
             async move {
                 let answer = wechat.relay_once(outgoing, token.expose()).await?;
                 let code = answer_errcode(&answer);
-                wechat.gate.answered(code);
+                if code != 0 {
+                    crate::metrics::wechat_errcode("relay", code);
+                }
                 Ok(if token_refused(code) {
                     Used::TokenRefused
                 } else {
@@ -123,15 +125,11 @@ struct Outgoing<'a> {
 
 /// The errcode of a small JSON answer (0 for anything else: images, success).
 fn answer_errcode(answer: &Answer) -> i64 {
-    let code = (answer.body.len() < 4096)
+    (answer.body.len() < 4096)
         .then(|| serde_json::from_slice::<Value>(&answer.body).ok())
         .flatten()
         .and_then(|v| errcode(&v).ok())
-        .unwrap_or(0);
-    if code != 0 {
-        crate::metrics::wechat_errcode("relay", code);
-    }
-    code
+        .unwrap_or(0)
 }
 
 impl WechatClient {
@@ -147,7 +145,7 @@ impl WechatClient {
             }
             request = request.body(out.body.clone());
         }
-        self.bounded("relay", async move {
+        let call = async move {
             let response = request.send().await.map_err(|e| {
                 let e = e.without_url();
                 tracing::warn!(error = %e, "WeChat relay request failed");
@@ -158,8 +156,9 @@ impl WechatClient {
                 }
             })?;
             read_answer(response).await
-        })
-        .await
+        };
+        self.bounded(Api::Relay, call, |answer| Some(answer_errcode(answer)))
+            .await
     }
 }
 

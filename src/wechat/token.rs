@@ -17,7 +17,7 @@ use moka::future::Cache;
 use moka::Expiry;
 use serde_json::{json, Value};
 
-use super::{errcode, trace_id, WechatClient};
+use super::{errcode, json_errcode, trace_id, Api, WechatClient};
 use crate::error::GatewayError;
 use crate::secret::Secret;
 use crate::settings::App;
@@ -168,11 +168,11 @@ impl WechatClient {
             "secret": app.secret.expose(),
             "force_refresh": false,
         });
+        let request = self.send(self.post_json(url, &body));
         let answer = self
-            .bounded("stable_token", self.send(self.post_json(url, &body)))
+            .bounded(Api::StableToken, request, json_errcode)
             .await?;
         let code = errcode(&answer)?;
-        self.gate.answered(code);
         if code != 0 {
             crate::metrics::wechat_errcode("stable_token", code);
             let error = token_error(code);

@@ -262,6 +262,24 @@ impl World {
         response.json().await.expect("login json")
     }
 
+    /// Tries a login with `code`: the status, the JSON answer (`Null` if none) and
+    /// `Retry-After` in seconds, when present.
+    pub async fn try_login(&self, code: &str) -> (u16, serde_json::Value, Option<u64>) {
+        let response = self
+            .post_json("/auth/login", serde_json::json!({ "code": code }))
+            .await;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().expect("ascii").parse().expect("seconds"));
+        (
+            status,
+            response.json().await.unwrap_or_default(),
+            retry_after,
+        )
+    }
+
     /// A fresh access token for a unique code.
     pub async fn token(&self) -> String {
         let code = format!("code{}", unique());
