@@ -6,19 +6,23 @@
 //!
 //! | stage | module |
 //! |---|---|
-//! | accept connections, HTTP/1.1 + HTTP/2, timeouts, drain | [`server`] |
-//! | admit (framing, limits), canonical path, pick endpoint or route | [`dispatch`], [`path`], [`routes`] |
-//! | find and verify the token, refuse revoked sessions | [`authn`], [`tokens`] |
-//! | strip hop-by-hop and identity headers, inject identity | [`headers`], [`forward`] |
-//! | pick the target, send over a pooled keep-alive connection, stream back | [`forward`], [`upstream`], [`body`] |
-//! | tunnel WebSocket upgrades after the upstream's handshake, until the token ends | [`upgrade`] |
+//! | accept connections, HTTP/1.1 + HTTP/2, timeouts, drain | [`server`], [`tls`] |
+//! | one request through the stages below, and its access line | [`proxy`] (`proxy::access`) |
+//! | admit (target, `Host`, framing, limits) | `proxy::admit` |
+//! | canonical path, pick endpoint or route | `proxy::path`, `proxy::routes` |
+//! | derive the client address through trusted proxies | `proxy::clientip` |
+//! | find and verify the token, the route's auth policy, revoked sessions | `proxy::authn`, `proxy::verified`, [`tokens`] |
+//! | strip hop-by-hop and identity headers, then inject identity | `proxy::headers`, `proxy::outgoing` |
+//! | pick the target, send over a pooled keep-alive connection, stream back | `proxy::forward`, [`upstream`], [`body`] |
+//! | tunnel WebSocket upgrades after the upstream's handshake, until the token ends | `proxy::upgrade` |
 //! | turn any failure into a JSON error response | [`error`] |
 //!
 //! The login side path: [`endpoints`] (login, refresh, logout, session, decrypt, JWKS) uses the
 //! [`wechat`] client, the optional login [`hook`] (whose [`claims`] sessions and tokens
 //! carry), the [`store`] of sessions and codes, the [`ratelimit`] limiter and
 //! [`userdata`] (WeChat's encrypted user data).
-//! Configuration is loaded by [`config`] into [`settings`]; [`gateway`] holds the state.
+//! Configuration is loaded by [`config`] into [`settings`]; [`gateway`] holds the state;
+//! [`identity`] is who a verified token says the caller is; [`secret`] masks secrets.
 //! [`admin`] serves health and metrics; [`mock_wechat`], [`echo`] and [`demo`] are the
 //! development tools behind `wxgate mock-wechat` and `wxgate demo`.
 #![forbid(unsafe_code)]

@@ -10,10 +10,10 @@
 //!
 //! | part | file |
 //! |---|---|
-//! | idle connections per target, connect, liveness | [`pool`] |
-//! | the request head and body framing, written upstream | [`request`] |
-//! | the response head: parsing, framing, keep-alive | [`response`] |
-//! | the response body: length, chunked and to-EOF decoding, upgrades | [`body`] |
+//! | idle connections per target, connect, liveness | `pool` |
+//! | the request head and body framing, written upstream | `request` |
+//! | the response head: parsing, framing, keep-alive | `response` |
+//! | the response body: length, chunked and to-EOF decoding, upgrades | `body` |
 
 mod body;
 mod pool;
