@@ -7,6 +7,7 @@ mod support;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use support::raw::{self, head_of, replies, Reply};
 use support::{mint, Recorded, Upstream, World, APPID};
 
 type Headers<'a> = &'a [(&'a str, &'a str)];
@@ -25,59 +26,6 @@ const SPOOFS: [(&str, &str); 14] = [
     ("X-WX-APPID", "evil-12"), ("X-WX-UNIONID", "evil-13"), ("X-WX-SOURCE", "evil-14"),
 ];
 
-/// One response read off a raw connection.
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        let found = |(k, _): &&(String, String)| k.eq_ignore_ascii_case(name);
-        let all: Vec<_> = self.headers.iter().filter(found).collect();
-        assert!(all.len() <= 1, "{name} answered twice: {self:?}");
-        all.first().map(|(_, v)| v.as_str())
-    }
-
-    fn error(&self) -> String {
-        let json: serde_json::Value = serde_json::from_str(&self.body).unwrap_or_default();
-        json["error"].as_str().unwrap_or_default().to_string()
-    }
-}
-
-/// Splits raw response text into responses, each framed by its `Content-Length`.
-fn replies(mut text: &str) -> Vec<Reply> {
-    let mut out = Vec::new();
-    while let Some((head, rest)) = text.split_once("\r\n\r\n") {
-        let parsed = support::Head::parse(head);
-        let len = parsed.as_ref().map_or(0, support::Head::content_length);
-        let (status, headers) = parsed.map_or((0, Vec::new()), |h| (h.status, h.headers));
-        let mut reply = Reply {
-            status,
-            headers,
-            body: String::new(),
-        };
-        let (body, after) = rest.split_at(len.min(rest.len()));
-        (reply.body, text) = (body.to_string(), after);
-        out.push(reply);
-    }
-    out
-}
-
-/// A request head: `Host` (unless given), the headers in order, and the blank line.
-fn head(line: &str, headers: Headers) -> String {
-    let mut text = format!("{line} HTTP/1.1\r\n");
-    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
-        text.push_str("Host: wxgate.test\r\n");
-    }
-    for (name, value) in headers {
-        text.push_str(&format!("{name}: {value}\r\n"));
-    }
-    text + "\r\n"
-}
-
 /// Sends raw requests on one connection, the last with `Connection: close`; every response.
 async fn exchange(gw: SocketAddr, requests: &[(&str, Headers<'_>)]) -> Vec<Reply> {
     let mut text = String::new();
@@ -87,9 +35,9 @@ async fn exchange(gw: SocketAddr, requests: &[(&str, Headers<'_>)]) -> Vec<Reply
         } else {
             &[]
         };
-        text.push_str(&head(line, &[*headers, close].concat()));
+        text.push_str(&head_of(line, &[*headers, close].concat()));
     }
-    replies(&support::raw(gw, text.as_bytes(), Duration::from_secs(10)).await)
+    replies(&raw::collect(gw, text.as_bytes(), Duration::from_secs(10)).await)
 }
 
 /// One request on its own connection, written exactly as given.
@@ -292,9 +240,9 @@ async fn requests_without_a_valid_token_get_a_bearer_challenge_and_never_reach_t
         let reply = send(world.gateway.addr, line, headers).await;
         let case = format!("{line} {headers:?}");
         expect(&reply, status, error, &case);
-        let json: serde_json::Value = serde_json::from_str(&reply.body).expect("json");
+        let json: serde_json::Value = serde_json::from_slice(&reply.body).expect("json");
         assert!(json["error_description"].is_string(), "{case}");
-        let www = reply.header("www-authenticate").unwrap_or_default();
+        let www = reply.one("www-authenticate").unwrap_or_default();
         match error {
             "missing_token" => assert_eq!(www, "Bearer realm=\"wxgate\"", "{case}"),
             "invalid_token" | "token_expired" => {
@@ -425,7 +373,7 @@ async fn request_ids_are_kept_when_plain_and_otherwise_replaced_on_both_sides() 
     ] {
         let headers: Vec<_> = sent.map(|id| ("X-Request-Id", id)).into_iter().collect();
         let reply = send(world.gateway.addr, "GET /public/rid", &headers).await;
-        let returned = reply.header("x-request-id").expect("answered").to_string();
+        let returned = reply.one("x-request-id").expect("answered").to_string();
         let seen = world.upstream.last();
         let forwarded = seen.one("x-request-id");
         assert_eq!(forwarded, Some(&*returned), "{sent:?}\n{}", seen.head);
@@ -446,7 +394,7 @@ async fn request_ids_are_kept_when_plain_and_otherwise_replaced_on_both_sides() 
     )
     .await;
     expect(&reply, 404, "no_route", "error answers carry the id too");
-    assert_eq!(reply.header("x-request-id"), Some("e-1"));
+    assert_eq!(reply.one("x-request-id"), Some("e-1"));
 }
 
 #[tokio::test]
@@ -475,13 +423,10 @@ async fn hop_by_hop_headers_are_removed_in_both_directions() {
     assert!(!named, "{}", seen.head);
     assert_eq!(seen.all("x-end-to-end"), vec!["kept"]);
     // The upstream answers with `connection: keep-alive, x-upstream-private` and friends.
-    assert_eq!(reply.header("x-upstream"), Some("recorded"), "{reply:?}");
-    let junk = [
-        reply.header("x-upstream-private"),
-        reply.header("keep-alive"),
-    ];
+    assert_eq!(reply.one("x-upstream"), Some("recorded"), "{reply:?}");
+    let junk = [reply.one("x-upstream-private"), reply.one("keep-alive")];
     assert_eq!(junk, [None, None], "{reply:?}");
-    let connection = reply.header("connection").unwrap_or_default();
+    let connection = reply.one("connection").unwrap_or_default();
     assert!(!connection.contains("private"), "{reply:?}");
 }
 
@@ -491,7 +436,7 @@ async fn unrouted_paths_are_404_with_a_json_body() {
     for target in ["/nothing", "/apix", "/publicx/y", "/"] {
         let reply = send(world.gateway.addr, &format!("GET {target}"), &[]).await;
         expect(&reply, 404, "no_route", target);
-        let json = reply.header("content-type");
+        let json = reply.one("content-type");
         assert_eq!(json, Some("application/json"), "{target}");
     }
     assert_eq!(world.upstream.count(), 0);
@@ -522,7 +467,7 @@ async fn a_method_filter_answers_405_with_allow() {
     let gw = world.gateway.addr;
     let reply = send(gw, "POST /ro/x", &[("Content-Length", "0")]).await;
     expect(&reply, 405, "method_not_allowed", "POST");
-    assert_eq!(reply.header("allow"), Some("GET"));
+    assert_eq!(reply.one("allow"), Some("GET"));
     assert_eq!(world.upstream.count(), 0);
     expect(&send(gw, "GET /ro/x", &[]).await, 200, "", "GET");
     assert_eq!(world.upstream.last().method, "GET");
@@ -639,16 +584,16 @@ async fn upstream_failures_are_502_or_504_with_the_fixed_error_body() {
         expect(&reply, status, error, target);
         let took = started.elapsed();
         assert!(took < Duration::from_secs(2), "{target} took {took:?}");
-        let body: serde_json::Value = serde_json::from_str(&reply.body).expect("json");
+        let body: serde_json::Value = serde_json::from_slice(&reply.body).expect("json");
         let keys: Vec<&String> = body.as_object().expect("object").keys().collect();
         assert_eq!(
             keys,
             ["error", "error_description"],
             "{target}: {}",
-            reply.body
+            reply.text()
         );
         let port = closed.port().to_string();
-        assert!(!reply.body.contains(&port), "{}", reply.body);
+        assert!(!reply.text().contains(&port), "{}", reply.text());
     }
 }
 
@@ -680,11 +625,11 @@ async fn bodies_over_the_limit_are_413_and_never_complete_upstream() {
     assert_eq!(world.upstream.count(), 0);
     // A chunked body gives no warning: it is cut off when it grows past the limit.
     let chunk = format!("258\r\n{}\r\n", "x".repeat(0x258));
-    let head = head("POST /public/grow", &[("Transfer-Encoding", "chunked")]);
+    let head = head_of("POST /public/grow", &[("Transfer-Encoding", "chunked")]);
     let request = format!("{head}{chunk}{chunk}0\r\n\r\n");
-    let raw = support::raw(gw, request.as_bytes(), Duration::from_secs(10)).await;
-    let answers = replies(&raw);
-    assert_eq!(answers.len(), 1, "{raw}");
+    let text = raw::collect(gw, request.as_bytes(), Duration::from_secs(10)).await;
+    let answers = replies(&text);
+    assert_eq!(answers.len(), 1, "{text}");
     expect(&answers[0], 413, "payload_too_large", "chunked");
     // A later request has landed, so an earlier complete one would have.
     expect(
