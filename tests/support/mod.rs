@@ -1,8 +1,9 @@
 //! Shared test harness: the gateway on port 0 with a shutdown handle, mock WeChat, a
 //! recording upstream that keeps the exact bytes it received, a scripted login hook, a raw
-//! HTTP/1.1 client and a WebSocket upstream.
+//! HTTP/1.1 client, a WebSocket upstream and the real binary as a child process.
 #![allow(dead_code)]
 
+pub mod binary;
 pub mod hook;
 pub mod keys;
 pub mod raw;
