@@ -234,23 +234,29 @@ fn load_config(
     })
 }
 
-/// The gateway.toml embedded in the ConfigMap the Deployment mounts at [`CONFIG_PATH`].
-fn k8s_config_text() -> String {
-    let deployment = k8s("Deployment/wxgate");
-    let wxgate = container(&deployment, "wxgate");
+/// The wxgate container's volume mount at `path` in a Deployment, and the volume it mounts.
+fn mounted_at<'a>(deployment: &'a Yaml, path: &str) -> (&'a Yaml, &'a Yaml) {
+    let wxgate = container(deployment, "wxgate");
     let mount = vec_of(&wxgate["volumeMounts"], "volumeMounts")
         .iter()
-        .find(|m| m["mountPath"].as_str() == Some(CONFIG_PATH))
-        .expect("the config is mounted at /etc/wxgate/gateway.toml");
+        .find(|m| m["mountPath"].as_str() == Some(path))
+        .unwrap_or_else(|| panic!("nothing is mounted at {path}"));
     let volume_name = str_of(&mount["name"], "volumeMount name");
-    let key = str_of(&mount["subPath"], "config subPath");
     let volume = vec_of(
         &deployment["spec"]["template"]["spec"]["volumes"],
         "volumes",
     )
     .iter()
     .find(|v| v["name"].as_str() == Some(volume_name))
-    .expect("config volume");
+    .unwrap_or_else(|| panic!("no volume {volume_name} for {path}"));
+    (mount, volume)
+}
+
+/// The gateway.toml embedded in the ConfigMap the Deployment mounts at [`CONFIG_PATH`].
+fn k8s_config_text() -> String {
+    let deployment = k8s("Deployment/wxgate");
+    let (mount, volume) = mounted_at(&deployment, CONFIG_PATH);
+    let key = str_of(&mount["subPath"], "config subPath");
     let configmap = str_of(&volume["configMap"]["name"], "configMap name");
     let configmap = k8s(&format!("ConfigMap/{configmap}"));
     str_of(&configmap["data"][key], "ConfigMap data").to_string()
@@ -259,20 +265,8 @@ fn k8s_config_text() -> String {
 /// The Secret keys the Deployment mounts under [`K8S_SECRETS_DIR`], file name → key.
 fn k8s_secret_files() -> (String, BTreeMap<String, String>) {
     let deployment = k8s("Deployment/wxgate");
-    let wxgate = container(&deployment, "wxgate");
-    let mount = vec_of(&wxgate["volumeMounts"], "volumeMounts")
-        .iter()
-        .find(|m| m["mountPath"].as_str() == Some(K8S_SECRETS_DIR.trim_end_matches('/')))
-        .expect("the Secret is mounted at /etc/wxgate/secrets");
+    let (mount, volume) = mounted_at(&deployment, K8S_SECRETS_DIR.trim_end_matches('/'));
     assert_eq!(mount["readOnly"].as_bool(), Some(true));
-    let volume_name = str_of(&mount["name"], "volumeMount name");
-    let volume = vec_of(
-        &deployment["spec"]["template"]["spec"]["volumes"],
-        "volumes",
-    )
-    .iter()
-    .find(|v| v["name"].as_str() == Some(volume_name))
-    .expect("secret volume");
     let secret = str_of(&volume["secret"]["secretName"], "secretName").to_string();
     let files = vec_of(&volume["secret"]["items"], "secret items")
         .iter()
