@@ -52,11 +52,7 @@ impl Reply {
 
     /// Every value of the header `name`, in order.
     pub fn all(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
+        values(&self.headers, name)
     }
 
     /// The first value of the header `name`.
@@ -66,13 +62,7 @@ impl Reply {
 
     /// The value of the header `name`, which must not be answered twice.
     pub fn one(&self, name: &str) -> Option<&str> {
-        let all = self.all(name);
-        assert!(
-            all.len() <= 1,
-            "{name} answered {} times: {self:?}",
-            all.len()
-        );
-        all.first().copied()
+        at_most_one(&self.headers, name, self)
     }
 
     /// The body as text.
@@ -96,6 +86,31 @@ impl fmt::Debug for Reply {
             .field("body", &String::from_utf8_lossy(&self.body))
             .finish()
     }
+}
+
+/// Every value of the header `name` (compared ignoring case) in parsed headers, in order.
+pub fn values<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a str> {
+    headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+        .collect()
+}
+
+/// The value of the header `name`, asserting that it appears at most once (`whole` is shown
+/// when it does not).
+pub fn at_most_one<'a>(
+    headers: &'a [(String, String)],
+    name: &str,
+    whole: &dyn fmt::Debug,
+) -> Option<&'a str> {
+    let all = values(headers, name);
+    assert!(
+        all.len() <= 1,
+        "{name} appears {} times: {whole:?}",
+        all.len()
+    );
+    all.first().copied()
 }
 
 /// Where the first head in `bytes` ends (the index of its blank line's `\r\n\r\n`).
