@@ -3,42 +3,19 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use serde_json::{json, Value};
+use support::binary::{Binary, Output};
 
 #[tokio::test]
 async fn the_demo_walkthrough_works() {
-    let mut child = support::ChildGuard(
-        Command::new(env!("CARGO_BIN_EXE_wxgate"))
-            .arg("demo")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn demo"),
-    );
-    let stdout = child.0.stdout.take().expect("stdout");
-    // Read until the gateway line, then keep draining stdout so the demo never writes into
-    // a closed pipe.
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut sent = false;
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let address = line
-                .trim()
-                .strip_prefix("gateway")
-                .and_then(|rest| rest.split_whitespace().next());
-            if let (false, Some(address)) = (sent, address) {
-                sent = tx.send(address.to_string()).is_ok();
-            }
-        }
+    let mut demo = Binary::spawn(&["demo"], &[], Output::Stdout);
+    // The walkthrough's `gateway  http://...` line says where the gateway is.
+    let gateway = demo.find("gateway address", Duration::from_secs(30), |line| {
+        let rest = line.trim().strip_prefix("gateway")?;
+        rest.split_whitespace().next().map(str::to_string)
     });
-    let gateway =
-        tokio::task::spawn_blocking(move || rx.recv_timeout(std::time::Duration::from_secs(30)))
-            .await
-            .expect("join")
-            .expect("the demo printed its gateway address");
     let http = support::client();
     let login: Value = http
         .post(format!("{gateway}/auth/login"))

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::{json, Value};
+use support::binary::{Binary, ConfigFile};
 use support::hook::{Answer, Hook};
 use support::{mint_with, World, APPID};
 use wxgate::mock_wechat::MockWechat;
@@ -373,53 +374,14 @@ fn object(value: Value) -> serde_json::Map<String, Value> {
 /// nothing secret — nor the hook's address — ever reaches the log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_logs_hook_outcomes_without_secrets_or_the_hook_address() {
-    use std::io::{BufRead, BufReader, Read};
-    use std::process::{Command, Stdio};
-
     let hook = Hook::start(Answer::claims(json!({"uid": 42}))).await;
     let wechat = support::Wechat::start().await;
     let upstream = support::Upstream::start().await;
     let mut config = support::ConfigBuilder::new(&wechat.base(), &upstream.base());
     config.auth_tables = format!("{}{CLAIM_HEADERS}", hook.config("300ms"));
-    let dir = std::env::temp_dir().join(format!(
-        "wxgate-hook-{}-{}",
-        std::process::id(),
-        support::unique()
-    ));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join("gateway.toml");
-    std::fs::write(&path, config.text()).expect("write config");
-    let mut guard = support::ChildGuard(
-        Command::new(env!("CARGO_BIN_EXE_wxgate"))
-            .args(["run", "-c", path.to_str().expect("utf8")])
-            .env("RUST_LOG", "debug")
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn wxgate"),
-    );
-    let mut stderr = BufReader::new(guard.0.stderr.take().expect("stderr"));
-    let mut early = String::new();
-    let addr = loop {
-        let mut line = String::new();
-        assert!(
-            stderr.read_line(&mut line).expect("read") > 0,
-            "wxgate exited:\n{early}"
-        );
-        early.push_str(&line);
-        if let Some(rest) = line
-            .split("addr=")
-            .nth(1)
-            .filter(|_| line.contains("public"))
-        {
-            break rest.split_whitespace().next().expect("addr").to_string();
-        }
-    };
-    let rest = std::thread::spawn(move || {
-        let mut rest = String::new();
-        let _ = stderr.read_to_string(&mut rest);
-        rest
-    });
+    let path = ConfigFile::new(&config.text());
+    let mut wxgate = Binary::run(&path, &[("RUST_LOG", "debug")]);
+    let addr = wxgate.listening().public;
     let http = support::client();
     let login = |code: &'static str| {
         let http = http.clone();
@@ -446,17 +408,8 @@ async fn the_binary_logs_hook_outcomes_without_secrets_or_the_hook_address() {
     hook.answer(Answer::status(403, ""));
     assert_eq!(login("hooklogcode5").await.0, 403);
 
-    let killed = Command::new("kill")
-        .args(["-TERM", &guard.0.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
-    let exit = tokio::task::spawn_blocking(move || guard.0.wait())
-        .await
-        .expect("join");
-    assert_eq!(exit.expect("wait").code(), Some(0));
-    let logs = format!("{early}{}", rest.join().expect("logs"));
-    let _ = std::fs::remove_dir_all(&dir);
+    let (exit, logs) = wxgate.stop().await;
+    assert_eq!(exit.code(), Some(0));
 
     let openid = ok["openid"].as_str().expect("openid");
     let session_key = wechat.mock.session_key(openid).expect("issued");

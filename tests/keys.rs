@@ -11,11 +11,11 @@ use base64::Engine;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{json, Value};
+use support::binary::BIN;
 use support::keys::{hmac, FileWorld, KeyDir};
 use support::{World, AUDIENCE};
 
 const ASYMMETRIC: [Algorithm; 3] = [Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA];
-const BIN: &str = env!("CARGO_BIN_EXE_wxgate");
 
 fn header_of(token: &str) -> Value {
     let header = token.split('.').next().expect("header");

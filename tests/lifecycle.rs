@@ -3,14 +3,12 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use support::binary::{Binary, ConfigFile, BIN};
 use support::{World, APP_SECRET, JWT_SECRET};
-
-const BIN: &str = env!("CARGO_BIN_EXE_wxgate");
 
 #[tokio::test]
 async fn shutdown_lets_in_flight_requests_finish_and_refuses_new_ones() {
@@ -76,42 +74,6 @@ async fn admin_health_and_readiness_answer_on_their_own_port() {
         .await
         .expect("request");
     assert_eq!(public.status(), 404);
-}
-
-/// A config file in a folder of its own, removed with the folder when dropped.
-struct TempConfig(std::path::PathBuf);
-
-impl std::ops::Deref for TempConfig {
-    type Target = std::path::Path;
-    fn deref(&self) -> &std::path::Path {
-        &self.0
-    }
-}
-
-impl AsRef<std::path::Path> for TempConfig {
-    fn as_ref(&self) -> &std::path::Path {
-        &self.0
-    }
-}
-
-impl Drop for TempConfig {
-    fn drop(&mut self) {
-        if let Some(dir) = self.0.parent() {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    }
-}
-
-fn write_config(text: &str) -> TempConfig {
-    let dir = std::env::temp_dir().join(format!(
-        "wxgate-test-{}-{}",
-        std::process::id(),
-        support::unique()
-    ));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join("gateway.toml");
-    std::fs::write(&path, text).expect("write config");
-    TempConfig(path)
 }
 
 #[test]
@@ -200,38 +162,9 @@ async fn the_binary_serves_stops_on_sigterm_and_never_logs_secrets() {
     let wechat = support::Wechat::start().await;
     let upstream = support::Upstream::start().await;
     let config = support::ConfigBuilder::new(&wechat.base(), &upstream.base()).text();
-    let path = write_config(&config);
-    let mut guard = support::ChildGuard(
-        Command::new(BIN)
-            .args(["run", "-c", path.to_str().expect("utf8")])
-            .env("RUST_LOG", "debug")
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn wxgate"),
-    );
-    let mut stderr = BufReader::new(guard.0.stderr.take().expect("stderr"));
-    let mut early = String::new();
-    let addr = loop {
-        let mut line = String::new();
-        if stderr.read_line(&mut line).expect("read") == 0 {
-            panic!("wxgate exited before listening:\n{early}");
-        }
-        early.push_str(&line);
-        if line.contains("listening") && line.contains("public") {
-            let addr = line
-                .split("addr=")
-                .nth(1)
-                .and_then(|s| s.split_whitespace().next())
-                .expect("addr");
-            break addr.to_string();
-        }
-    };
-    let log_reader = std::thread::spawn(move || {
-        let mut rest = String::new();
-        let _ = stderr.read_to_string(&mut rest);
-        rest
-    });
+    let path = ConfigFile::new(&config);
+    let mut wxgate = Binary::run(&path, &[("RUST_LOG", "debug")]);
+    let addr = wxgate.listening().public;
     let http = support::client();
     let url = |p: &str| format!("http://{addr}{p}");
     let code = "secretcode12345";
@@ -284,17 +217,8 @@ async fn the_binary_serves_stops_on_sigterm_and_never_logs_secrets() {
         .await
         .expect("api");
     assert_eq!(bad.status(), 401);
-    let status = Command::new("kill")
-        .args(["-TERM", &guard.0.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let exit = tokio::task::spawn_blocking(move || guard.0.wait())
-        .await
-        .expect("join")
-        .expect("wait");
+    let (exit, logs) = wxgate.stop().await;
     assert_eq!(exit.code(), Some(0), "SIGTERM ends with exit code 0");
-    let logs = format!("{early}{}", log_reader.join().expect("logs"));
     let secrets = [
         ("app secret", APP_SECRET.to_string()),
         ("jwt secret", JWT_SECRET.to_string()),
@@ -346,88 +270,36 @@ async fn the_binary_serves_stops_on_sigterm_and_never_logs_secrets() {
     );
 }
 
-/// Starts the real binary on `config`: the guard, the public address, and its stderr lines.
-fn spawn_binary(
-    config: &std::path::Path,
-) -> (
-    support::ChildGuard,
-    String,
-    std::sync::mpsc::Receiver<String>,
-) {
-    let mut guard = support::ChildGuard(
-        Command::new(BIN)
-            .args(["run", "-c", config.to_str().expect("utf8")])
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn wxgate"),
-    );
-    let stderr = BufReader::new(guard.0.stderr.take().expect("stderr"));
-    let (tx, lines) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in stderr.lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    let addr = wait_for_line(&lines, "listening")
-        .split("addr=")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .expect("addr")
-        .to_string();
-    (guard, addr, lines)
-}
-
-/// The next stderr line containing `needle` (10 s at most).
-fn wait_for_line(lines: &std::sync::mpsc::Receiver<String>, needle: &str) -> String {
-    loop {
-        match lines.recv_timeout(Duration::from_secs(10)) {
-            Ok(line) if line.contains(needle) => return line,
-            Ok(_) => continue,
-            Err(e) => panic!("no log line with `{needle}`: {e}"),
-        }
-    }
-}
-
 // Multi-threaded: waiting for the child's log lines blocks, and the fakes must keep serving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_swaps_in_a_valid_config_and_keeps_the_old_one_when_invalid() {
     let wechat = support::Wechat::start().await;
     let upstream = support::Upstream::start().await;
     let mut config = support::ConfigBuilder::new(&wechat.base(), &upstream.base());
-    let path = write_config(&config.text());
-    let (guard, addr, lines) = spawn_binary(&path);
+    let path = ConfigFile::new(&config.text());
+    let mut wxgate = Binary::run(&path, &[]);
+    let addr = wxgate.listening().public;
     let http = support::client();
     let status = |p: &str| {
         let request = http.get(format!("http://{addr}{p}")).send();
         async move { request.await.expect("request").status().as_u16() }
     };
     assert_eq!(status("/extra/x").await, 404);
-    let hup = || {
-        let pid = guard.0.id().to_string();
-        assert!(Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .expect("kill")
-            .success());
-    };
     config.routes.push_str(&format!(
         "[[routes]]\nprefix = \"/extra\"\nupstream = \"{}\"\nauth = \"none\"\n",
         upstream.base()
     ));
     std::fs::write(&path, config.text()).expect("rewrite config");
-    hup();
-    wait_for_line(&lines, "configuration reloaded");
+    wxgate.signal("HUP");
+    wxgate.line_with("configuration reloaded");
     assert_eq!(
         status("/extra/x").await,
         200,
         "the new route serves after SIGHUP"
     );
     std::fs::write(&path, "this is [not valid toml").expect("break config");
-    hup();
-    let failure = wait_for_line(&lines, "reload failed");
+    wxgate.signal("HUP");
+    let failure = wxgate.line_with("reload failed");
     assert!(failure.contains("TOML"), "{failure}");
     assert_eq!(
         status("/extra/x").await,

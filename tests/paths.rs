@@ -25,7 +25,7 @@ async fn get(world: &World, target: &[u8], token: Option<&str>) -> Outcome {
         request.extend_from_slice(format!("Authorization: Bearer {token}\r\n").as_bytes());
     }
     request.extend_from_slice(b"\r\n");
-    let text = support::raw(world.gateway.addr, &request, Duration::from_secs(5)).await;
+    let text = support::raw::collect(world.gateway.addr, &request, Duration::from_secs(5)).await;
     // The upstream records a request before it answers, so by now it is there or never was.
     let seen = world.upstream.requests();
     Outcome {

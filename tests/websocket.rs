@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde_json::{json, Value};
-use support::raw::{head, Raw, Reply};
+use support::raw::{head, Raw};
 use support::websocket::{self, echoes, upgrade, WsUpstream, ACCEPT, HANDSHAKE};
 use support::{mint, World};
 
@@ -23,11 +23,6 @@ fn route(prefix: &str, upstream: &WsUpstream) -> String {
 
 fn bearer(token: &str) -> String {
     format!("Authorization: Bearer {token}")
-}
-
-fn error_code(reply: &Reply) -> Value {
-    let body: Value = serde_json::from_slice(&reply.body).unwrap_or_default();
-    body["error"].clone()
 }
 
 #[tokio::test]
@@ -114,7 +109,7 @@ async fn a_101_without_the_websocket_handshake_is_502_and_nothing_is_tunnelled()
             upgrade(world.gateway.addr, &format!("/bad{i}/chat"), &[&auth]).await;
         let reply = reply.expect("answer");
         assert_eq!(reply.status, 502, "answer {i}: {reply:?}");
-        assert_eq!(error_code(&reply), "upstream_unavailable", "answer {i}");
+        assert_eq!(reply.error(), "upstream_unavailable", "answer {i}");
         // The client's next bytes are a request to wxgate (refused: no token), not raw
         // bytes into an upstream that may still be parsing HTTP.
         let forged = head(&format!("GET /bad{i}/admin"), &["X-OpenId: forged_1"]);
@@ -154,7 +149,7 @@ async fn an_upgrade_without_one_valid_key_is_400_and_never_forwarded() {
         raw.send(head("GET /ws/chat", &lines).as_bytes()).await;
         let reply = raw.reply().await.expect("answer");
         assert_eq!(reply.status, 400, "{key:?}: {reply:?}");
-        assert_eq!(error_code(&reply), "invalid_request", "{key:?}");
+        assert_eq!(reply.error(), "invalid_request", "{key:?}");
     }
     // A proper upgrade after them is the first thing the upstream sees.
     let (_, reply) = upgrade(world.gateway.addr, "/ws/chat", &[&auth]).await;

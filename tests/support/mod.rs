@@ -1,8 +1,9 @@
 //! Shared test harness: the gateway on port 0 with a shutdown handle, mock WeChat, a
 //! recording upstream that keeps the exact bytes it received, a scripted login hook, a raw
-//! HTTP/1.1 client and a WebSocket upstream.
+//! HTTP/1.1 client, a WebSocket upstream and the real binary as a child process.
 #![allow(dead_code)]
 
+pub mod binary;
 pub mod hook;
 pub mod keys;
 pub mod raw;
@@ -15,11 +16,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use wxgate::mock_wechat::{MockOptions, MockWechat};
 
+#[allow(unused_imports)]
+pub use raw::{get_on, status_of, trickle};
 #[allow(unused_imports)]
 pub use upstream::{Recorded, Upstream};
 
@@ -347,94 +350,6 @@ pub async fn closed_port() -> SocketAddr {
     listener.local_addr().expect("addr")
 }
 
-/// Sends raw bytes and reads until the server closes or `wait` passes with nothing new.
-pub async fn raw(addr: SocketAddr, request: &[u8], wait: Duration) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
-    stream.write_all(request).await.expect("write");
-    let mut out = Vec::new();
-    let mut buf = [0u8; 8192];
-    loop {
-        match tokio::time::timeout(wait, stream.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
-            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Sends `head` (which promises a body), then the body one byte every `every`, until the
-/// server answers. Returns the answer's head and when it came, from the first byte sent.
-pub async fn trickle(addr: SocketAddr, head: &str, every: Duration) -> (String, Duration) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let stream = TcpStream::connect(addr).await.expect("connect");
-    let (mut reader, mut writer) = stream.into_split();
-    let started = std::time::Instant::now();
-    writer.write_all(head.as_bytes()).await.expect("write head");
-    let dripping = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        loop {
-            tick.tick().await;
-            if writer.write_all(b"x").await.is_err() {
-                return;
-            }
-        }
-    });
-    let mut answer = Vec::new();
-    let mut buf = [0u8; 4096];
-    let read = tokio::time::timeout(Duration::from_secs(20), async {
-        while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
-            match reader.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => answer.extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-    .await;
-    let elapsed = started.elapsed();
-    dripping.abort();
-    assert!(read.is_ok(), "no answer within 20 s");
-    (String::from_utf8_lossy(&answer).into_owned(), elapsed)
-}
-
-/// One keep-alive HTTP/1.1 `GET /api/x` with `token` on an established connection; reads
-/// the whole answer, so the next request can follow on the same connection. The status.
-pub async fn get_on<S>(stream: &mut S, token: &str) -> u16
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let request =
-        format!("GET /api/x HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.expect("write");
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        stream.read_exact(&mut byte).await.expect("read");
-        head.push(byte[0]);
-    }
-    let text = String::from_utf8_lossy(&head).to_string();
-    let length: usize = text
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-length:")
-                .map(|v| v.trim().parse().unwrap_or(0))
-        })
-        .unwrap_or(0);
-    let mut body = vec![0u8; length];
-    stream.read_exact(&mut body).await.expect("body");
-    status_of(&text)
-}
-
-/// The status code of the first response in raw HTTP/1.1 text (0 when there is none).
-pub fn status_of(raw: &str) -> u16 {
-    raw.split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
-}
-
 /// Mints a token for `openid` with the test signing key.
 pub fn mint(openid: &str, ttl_secs: i64) -> String {
     mint_with(openid, ttl_secs, |_| {})
@@ -478,47 +393,5 @@ impl Drop for ChildGuard {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-/// A raw HTTP/1.1 response head: version, status and headers as sent.
-pub struct Head {
-    pub version: String,
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-}
-
-impl Head {
-    /// Parses the head (without the blank line); `None` when the status line is malformed.
-    pub fn parse(head: &str) -> Option<Self> {
-        let mut lines = head.split("\r\n");
-        let mut first = lines.next()?.split(' ');
-        let version = first.next()?.to_string();
-        let status = first.next()?.parse().ok()?;
-        let headers = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.to_string(), v.trim().to_string()))
-            .collect();
-        Some(Self {
-            version,
-            status,
-            headers,
-        })
-    }
-
-    /// The body length this head announces; chunked answers are not expected from wxgate here.
-    pub fn content_length(&self) -> usize {
-        let value = |name: &str| {
-            self.headers
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.as_str())
-        };
-        assert!(
-            value("transfer-encoding").is_none(),
-            "unexpected chunked answer: {:?}",
-            self.headers
-        );
-        value("content-length").map_or(0, |v| v.parse().expect("length"))
     }
 }

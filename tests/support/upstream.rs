@@ -23,22 +23,12 @@ pub struct Recorded {
 impl Recorded {
     /// Values of every header whose name equals `name` ignoring case.
     pub fn all(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
+        super::raw::values(&self.headers, name)
     }
 
+    /// The value of `name`, which must not be sent twice.
     pub fn one(&self, name: &str) -> Option<&str> {
-        let all = self.all(name);
-        assert!(
-            all.len() <= 1,
-            "{name} sent {} times: {:?}",
-            all.len(),
-            self.head
-        );
-        all.first().copied()
+        super::raw::at_most_one(&self.headers, name, &self.head)
     }
 
     /// Header names that fold (case-insensitive, `_` as `-`) to `name`.
