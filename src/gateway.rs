@@ -15,9 +15,15 @@ use crate::settings::Settings;
 use crate::store::Store;
 use crate::wechat::WechatClient;
 
-/// Everything derived from one version of the configuration.
+/// Everything derived from one version of the configuration, and a handle on the store that
+/// outlives it: a request holds one runtime from start to end and needs nothing else.
 pub struct Runtime {
     pub settings: Settings,
+    /// A clone of [`Gateway::store`] (two `Arc`s): the same sessions under every runtime.
+    pub store: Store,
+    /// The Unix time by which every access token minted under an earlier configuration has
+    /// expired (see [`Runtime::revocation_horizon`]).
+    earlier_tokens_end: i64,
     pub forwarder: Forwarder,
     pub wechat: WechatClient,
     /// The login hook, when `[auth.on_login]` is configured.
@@ -33,7 +39,8 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    pub fn new(settings: Settings) -> anyhow::Result<Self> {
+    /// `earlier_tokens_end`: see the field; 0 for the first configuration.
+    pub fn new(settings: Settings, store: Store, earlier_tokens_end: i64) -> anyhow::Result<Self> {
         let wechat = WechatClient::new(&settings.wechat)?;
         let hook = settings
             .auth
@@ -59,37 +66,39 @@ impl Runtime {
             verified: VerifiedTokens::new(),
             wechat,
             settings,
+            store,
+            earlier_tokens_end,
         })
+    }
+
+    /// Until when a session revoked now must stay revoked: until every access token it may
+    /// have, under this configuration or an earlier one, has expired.
+    pub fn revocation_horizon(&self) -> i64 {
+        let current = crate::tokens::now_unix() + lifetime(self);
+        current.max(self.earlier_tokens_end) + 1
     }
 }
 
 pub struct Gateway {
     runtime: ArcSwap<Runtime>,
+    /// Sessions, codes and revocations: kept across reloads, cloned into each runtime.
     pub store: Store,
     /// The Unix time by which every access token minted under an earlier configuration has
     /// expired: a reload that shortens `access_ttl` must not shorten revocations of
-    /// sessions whose tokens were minted under the longer one.
+    /// sessions whose tokens were minted under the longer one. Each new runtime gets it.
     earlier_tokens_end: AtomicI64,
 }
 
 impl Gateway {
     pub fn new(settings: Settings) -> anyhow::Result<Arc<Self>> {
         let store = Store::new(&settings.store)?;
-        let runtime = Runtime::new(settings)?;
+        let runtime = Runtime::new(settings, store.clone(), 0)?;
         crate::metrics::reload(true);
         Ok(Arc::new(Self {
             runtime: ArcSwap::from_pointee(runtime),
             store,
             earlier_tokens_end: AtomicI64::new(0),
         }))
-    }
-
-    /// Until when a session revoked now must stay revoked: until every access token it may
-    /// have, under this configuration or an earlier one, has expired.
-    pub fn revocation_horizon(&self, runtime: &Runtime) -> i64 {
-        let now = crate::tokens::now_unix();
-        let current = now + lifetime(runtime);
-        current.max(self.earlier_tokens_end.load(Ordering::Relaxed)) + 1
     }
 
     /// The runtime a request uses from start to end, even if a reload happens meanwhile.
@@ -125,10 +134,12 @@ impl Gateway {
         if settings.store != current.settings.store {
             tracing::warn!("[store] changed; it takes effect only after a restart");
         }
-        let next = Runtime::new(settings)?;
         let minted_until = crate::tokens::now_unix() + lifetime(&current);
-        self.earlier_tokens_end
-            .fetch_max(minted_until, Ordering::Relaxed);
+        let earlier = self
+            .earlier_tokens_end
+            .fetch_max(minted_until, Ordering::Relaxed)
+            .max(minted_until);
+        let next = Runtime::new(settings, self.store.clone(), earlier)?;
         self.runtime.store(Arc::new(next));
         Ok(())
     }

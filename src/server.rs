@@ -21,7 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::gateway::Gateway;
-use crate::proxy::{self, Conn};
+use crate::proxy::{self, ClientConn};
 use crate::settings::ServerSettings;
 use bytes::{Bytes, BytesMut};
 use futures_util::future::Either;
@@ -50,7 +50,7 @@ pub async fn run(listeners: Listeners, gateway: Arc<Gateway>, shutdown: impl Fut
         let gateway = gateway.clone();
         move |peer: SocketAddr| {
             let gateway = gateway.clone();
-            let conn = Arc::new(Conn::new(peer, tls));
+            let conn = Arc::new(ClientConn::new(peer, tls));
             move |request: Request<Incoming>| {
                 let gateway = gateway.clone();
                 let conn = conn.clone();

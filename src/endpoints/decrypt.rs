@@ -66,7 +66,7 @@ async fn explain_failure(call: &Call<'_>, session: &Session) -> GatewayError {
     let verdict = call
         .runtime
         .wechat
-        .session_key_verdict(app, &call.gateway.store, session)
+        .session_key_verdict(app, &call.runtime.store, session)
         .await;
     match verdict {
         KeyVerdict::Expired => GatewayError::SessionKeyExpired,

@@ -41,7 +41,7 @@ pub async fn login(
         .app(appid)
         .ok_or(GatewayError::InvalidRequest("unknown appid"))?;
     // First request wins: a code in flight or already exchanged is never sent again.
-    if !call.gateway.store.claim_code(&app.appid, code).await? {
+    if !call.runtime.store.claim_code(&app.appid, code).await? {
         return Err(GatewayError::CodeUsed);
     }
     let wx = call.runtime.wechat.jscode2session(app, code).await?;
@@ -68,7 +68,7 @@ pub async fn login(
         phone: None,
     };
     let (refresh_token, refresh_hash) = new_refresh_token();
-    call.gateway.store.create(&session, refresh_hash).await?;
+    call.runtime.store.create(&session, refresh_hash).await?;
     tracing::info!(appid = %session.appid, "login succeeded");
     token_response(call.runtime, &session, &refresh_token)
 }

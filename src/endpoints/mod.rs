@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 use crate::body::{GuardedBody, ResBody};
 use crate::error::{json_response, GatewayError};
-use crate::gateway::{Gateway, Runtime};
+use crate::gateway::Runtime;
 use crate::proxy::clientip::ClientAddr;
 use crate::store::{digest, Session};
 use crate::tokens::{self, Claims};
@@ -87,7 +87,6 @@ impl Endpoint {
 
 /// Everything an endpoint needs about the request besides its body.
 pub struct Call<'a> {
-    pub gateway: &'a Arc<Gateway>,
     pub runtime: &'a Runtime,
     pub client: ClientAddr,
     pub deadline: tokio::time::Instant,
@@ -152,7 +151,7 @@ fn bearer_identity(
     let auth = &call.runtime.settings.auth;
     let credential = crate::proxy::authn::credential(request.headers(), &auth.token_headers)?
         .ok_or(GatewayError::MissingToken)?;
-    crate::proxy::authn::verify(call.gateway, call.runtime, credential.token, None)
+    crate::proxy::authn::verify(call.runtime, credential.token, None)
 }
 
 /// The caller's server-side session: it holds what tokens never carry (the `session_key`).
@@ -162,7 +161,7 @@ async fn bearer_session(
 ) -> Result<Session, GatewayError> {
     let identity = bearer_identity(call, request)?;
     let sid = identity.sid.as_deref().ok_or(GatewayError::NoSession)?;
-    call.gateway
+    call.runtime
         .store
         .session(sid)
         .await?
@@ -239,7 +238,7 @@ fn new_refresh_token() -> (String, crate::store::Digest) {
 
 /// When access tokens of a revoked session have all expired, so the revocation can lapse.
 fn revocation_horizon(call: &Call<'_>) -> i64 {
-    call.gateway.revocation_horizon(call.runtime)
+    call.runtime.revocation_horizon()
 }
 
 impl From<crate::store::StoreUnavailable> for GatewayError {

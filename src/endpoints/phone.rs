@@ -37,7 +37,7 @@ pub async fn phone(
         .ok_or(GatewayError::InvalidRequest(
             "the session's mini-program is no longer configured",
         ))?;
-    let store = &call.gateway.store;
+    let store = &call.runtime.store;
     let info = call
         .runtime
         .wechat

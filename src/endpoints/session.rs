@@ -49,7 +49,7 @@ pub async fn refresh(
     let (refresh_token, refresh_hash) = new_refresh_token();
     let expires_at = tokens::now_unix() + runtime.settings.auth.refresh_ttl.as_secs() as i64;
     let rotation = call
-        .gateway
+        .runtime
         .store
         .rotate(
             digest(&[presented.as_bytes()]),
@@ -78,7 +78,7 @@ pub async fn logout(
     let sid = identity.sid.as_deref().ok_or(GatewayError::InvalidRequest(
         "this access token has no session (`sid`) to end; it stays valid until it expires",
     ))?;
-    call.gateway
+    call.runtime
         .store
         .revoke(sid, revocation_horizon(&call))
         .await?;

@@ -6,7 +6,7 @@ use http::header::{HeaderMap, HeaderName, AUTHORIZATION};
 
 use super::routes::{AuthMode, Route};
 use crate::error::GatewayError;
-use crate::gateway::{Gateway, Runtime};
+use crate::gateway::Runtime;
 pub use crate::identity::Identity;
 use crate::proxy::verified::ConnMemo;
 use crate::tokens::{Policy, TokenError};
@@ -75,7 +75,6 @@ pub fn bearer_scheme(value: &str) -> Option<&str> {
 /// are a local lookup, made on every call whether the cache hit or not. `memo` is the
 /// client connection's, when the token came on one.
 pub fn verify(
-    gateway: &Gateway,
     runtime: &Runtime,
     token: &str,
     memo: Option<&ConnMemo>,
@@ -93,7 +92,7 @@ pub fn verify(
             if identity
                 .sid
                 .as_deref()
-                .is_some_and(|sid| gateway.store.is_revoked(sid))
+                .is_some_and(|sid| runtime.store.is_revoked(sid))
             {
                 Err(TokenError::Revoked)
             } else {
@@ -107,7 +106,6 @@ pub fn verify(
 /// The route's auth policy: its auth mode, its `apps` and `auth = "phone"`. Returns the
 /// verified identity, if any.
 pub fn for_route(
-    gateway: &Gateway,
     runtime: &Runtime,
     route: &Route,
     headers: &HeaderMap,
@@ -123,7 +121,7 @@ pub fn for_route(
             _ => Err(GatewayError::MissingToken),
         };
     };
-    let identity = verify(gateway, runtime, credential.token, Some(memo))?;
+    let identity = verify(runtime, credential.token, Some(memo))?;
     if let Some(apps) = &route.apps {
         // A token that names no mini-program is of none of them.
         if !identity.appid.as_ref().is_some_and(|a| apps.contains(a)) {

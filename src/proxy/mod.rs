@@ -37,7 +37,7 @@ use routes::{Miss, Route};
 use verified::ConnMemo;
 
 /// What the server knows about the connection a request came on; its requests share it.
-pub struct Conn {
+pub struct ClientConn {
     pub peer: SocketAddr,
     pub tls: bool,
     /// The peer's IP as a header value, made once per connection: it is what
@@ -47,7 +47,7 @@ pub struct Conn {
     pub memo: ConnMemo,
 }
 
-impl Conn {
+impl ClientConn {
     pub fn new(peer: SocketAddr, tls: bool) -> Self {
         let peer_value = HeaderValue::from_str(&peer.ip().to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("-"));
@@ -75,7 +75,7 @@ struct Trail {
 /// needs.
 pub fn handle(
     gateway: Arc<Gateway>,
-    conn: Arc<Conn>,
+    conn: Arc<ClientConn>,
     request: Request<Incoming>,
 ) -> impl Future<Output = Result<Response<Logged<ResBody>>, Infallible>> + Send {
     let started = Instant::now();
@@ -95,18 +95,10 @@ pub fn handle(
     // The path only: the query string may hold anything and is never logged.
     let log_path = request.uri().path().to_string();
     let mut trail = Trail::default();
-    let next = prepare(
-        &gateway,
-        &runtime,
-        &conn,
-        client,
-        &request_id,
-        request,
-        &mut trail,
-    );
+    let next = prepare(&runtime, &conn, client, &request_id, request, &mut trail);
     async move {
         let result = match next {
-            Ok(Next::Endpoint(call)) => call.answer(&gateway, &runtime, client).await,
+            Ok(Next::Endpoint(call)) => call.answer(&runtime, client).await,
             Ok(Next::Forward(forward)) => forward.send(&runtime, &mut trail).await,
             Err(e) => Err(e),
         };
@@ -138,7 +130,7 @@ pub fn handle(
     }
 }
 
-type Answer = Result<Response<ResBody>, GatewayError>;
+type Reply = Result<Response<ResBody>, GatewayError>;
 
 /// What is left of a request once it is admitted: an endpoint to answer it, or the wait
 /// for the route's upstream.
@@ -155,9 +147,8 @@ struct EndpointCall {
 }
 
 impl EndpointCall {
-    async fn answer(self, gateway: &Arc<Gateway>, runtime: &Runtime, client: ClientAddr) -> Answer {
+    async fn answer(self, runtime: &Runtime, client: ClientAddr) -> Reply {
         let call = Call {
-            gateway,
             runtime,
             client,
             deadline: self.deadline,
@@ -181,9 +172,8 @@ struct Forward {
 /// Everything up to the first wait: admission, the canonical path, the endpoint or route,
 /// the token, and the upstream head.
 fn prepare(
-    gateway: &Gateway,
     runtime: &Runtime,
-    conn: &Conn,
+    conn: &ClientConn,
     client: ClientAddr,
     request_id: &HeaderValue,
     mut request: Request<Incoming>,
@@ -217,7 +207,7 @@ fn prepare(
     if length.is_some_and(|n| n > route.max_body_bytes) {
         return Err(GatewayError::PayloadTooLarge);
     }
-    let identity = authn::for_route(gateway, runtime, route, request.headers(), &conn.memo)?;
+    let identity = authn::for_route(runtime, route, request.headers(), &conn.memo)?;
     if settings.log.openid {
         trail.openid = identity.as_ref().map(|i| i.openid.clone());
     }
@@ -229,7 +219,7 @@ fn prepare(
     let websocket = route.websocket && upgrade::is_websocket(request.headers(), request.version());
     let leeway = settings.auth.leeway;
     let upgrade = websocket
-        .then(|| upgrade::Pending::new(&mut request, identity.as_deref(), leeway, &gateway.store))
+        .then(|| upgrade::Pending::new(&mut request, identity.as_deref(), leeway, &runtime.store))
         .transpose()?;
     let (parts, body) = request.into_parts();
     let original_host = admit::original_host(&parts);
@@ -254,7 +244,7 @@ fn prepare(
 }
 
 impl Forward {
-    async fn send(self, runtime: &Runtime, trail: &mut Trail) -> Answer {
+    async fn send(self, runtime: &Runtime, trail: &mut Trail) -> Reply {
         let (mut response, elapsed) = runtime
             .forwarder
             .send(&self.route, &self.outgoing, self.body, &self.path_and_query)

@@ -120,7 +120,9 @@ pub(crate) fn until(expires_at: i64) -> Option<Duration> {
     ))
 }
 
-/// The session store a gateway uses: a backend plus the local revocation view.
+/// The session store a gateway uses: a backend plus the local revocation view. Cheap to
+/// clone: every clone is the same store.
+#[derive(Clone)]
 pub struct Store {
     backend: Arc<dyn SessionStore>,
     revoked: Revocations,
