@@ -73,7 +73,7 @@ fn sha1_hex(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mock_wechat::MockOptions;
+    use crate::devtools::mock_wechat::MockOptions;
     use crate::userdata::{self, Expect};
 
     #[test]
