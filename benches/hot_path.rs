@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use http::{HeaderValue, Method, Request};
+use wxgate::devtools::mock_wechat::{MockOptions, MockWechat};
 use wxgate::identity::Identity;
-use wxgate::mock_wechat::{MockOptions, MockWechat};
 use wxgate::proxy::clientip::ClientAddr;
 use wxgate::proxy::outgoing::{outgoing, Hop};
 

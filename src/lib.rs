@@ -23,8 +23,11 @@
 //! [`userdata`] (WeChat's encrypted user data).
 //! Configuration is loaded by [`config`] into [`settings`]; [`gateway`] holds the state;
 //! [`identity`] is who a verified token says the caller is; [`secret`] masks secrets.
-//! [`admin`] serves health and metrics; [`mock_wechat`], [`echo`] and [`demo`] are the
-//! development tools behind `wxgate mock-wechat` and `wxgate demo`.
+//! [`admin`] serves health and metrics.
+//!
+//! Off the request path, [`devtools`] holds the development tools behind `wxgate mock-wechat`
+//! and `wxgate demo`: `devtools::mock_wechat` (a fake WeChat), `devtools::echo` (an upstream
+//! that answers with what it received) and `devtools::demo` (both wired to a gateway).
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -32,8 +35,7 @@ pub mod body;
 pub mod claims;
 pub mod cli;
 pub mod config;
-pub mod demo;
-pub mod echo;
+pub mod devtools;
 pub mod endpoints;
 pub mod error;
 pub mod gateway;
@@ -41,7 +43,6 @@ pub mod hook;
 pub mod identity;
 pub mod logwriter;
 pub mod metrics;
-pub mod mock_wechat;
 pub mod proxy;
 pub mod ratelimit;
 pub mod secret;

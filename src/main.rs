@@ -60,11 +60,11 @@ fn dispatch() -> ExitCode {
         Command::Keygen { alg, public } => cli::keygen(&alg, public),
         Command::MockWechat { listen, slow_delay } => {
             cli::init_tracing(json_logs);
-            runtime.block_on(wxgate::demo::mock_wechat(&listen, &slow_delay))
+            runtime.block_on(wxgate::devtools::demo::mock_wechat(&listen, &slow_delay))
         }
         Command::Demo => {
             cli::init_tracing(json_logs);
-            runtime.block_on(wxgate::demo::run())
+            runtime.block_on(wxgate::devtools::demo::run())
         }
     }
 }

@@ -7,7 +7,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::{json, Value};
 use support::{client, ConfigBuilder, Gateway, Upstream, Wechat, APPID, APP_SECRET};
-use wxgate::mock_wechat::{MockOptions, MockWechat};
+use wxgate::devtools::mock_wechat::{MockOptions, MockWechat};
 
 const OTHER: &str = "wx00000000000000b2";
 const OTHER_SECRET: &str = "second-app-secret";

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use support::binary::{Binary, ConfigFile};
 use support::hook::{Answer, Hook};
 use support::{mint_with, World, APPID};
-use wxgate::mock_wechat::MockWechat;
+use wxgate::devtools::mock_wechat::MockWechat;
 
 const CLAIM_HEADERS: &str = r#"
 [auth.claim_headers]

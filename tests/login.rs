@@ -31,7 +31,7 @@ async fn a_code_becomes_tokens_without_the_session_key() {
     assert_eq!(body["token_type"], "Bearer");
     assert_eq!(body["expires_in"], 7200);
     assert_eq!(body["refresh_expires_in"], 30 * 86400);
-    let openid = wxgate::mock_wechat::MockWechat::openid_for(APPID, "goodcode1");
+    let openid = wxgate::devtools::mock_wechat::MockWechat::openid_for(APPID, "goodcode1");
     assert_eq!(body["openid"], openid.as_str());
     assert!(body.get("unionid").is_none());
     for field in ["access_token", "refresh_token", "session_id"] {

@@ -19,7 +19,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use wxgate::mock_wechat::{MockOptions, MockWechat};
+use wxgate::devtools::mock_wechat::{MockOptions, MockWechat};
 
 #[allow(unused_imports)]
 pub use raw::{get_on, status_of, trickle};

@@ -5,9 +5,9 @@ use std::process::ExitCode;
 
 use tokio::net::TcpListener;
 
+use super::mock_wechat::{MockOptions, MockWechat};
 use crate::cli::{self, EXIT_CONFIG};
 use crate::gateway::Gateway;
-use crate::mock_wechat::{MockOptions, MockWechat};
 use crate::server::{run as run_gateway, Listeners};
 
 const DEMO_APPID: &str = "wxd0000000000000de";
@@ -73,7 +73,7 @@ async fn start() -> anyhow::Result<ExitCode> {
     let settings = crate::config::from_str(&config, Path::new("."))?;
     let gateway = Gateway::new(settings)?;
     tokio::spawn(MockWechat::new(MockOptions::default()).serve(mock, std::future::pending()));
-    tokio::spawn(crate::echo::serve(echo, std::future::pending()));
+    tokio::spawn(super::echo::serve(echo, std::future::pending()));
     // One write, and no panic if nobody reads stdout any more: the gateway must keep running.
     {
         use std::io::Write;

@@ -9,7 +9,8 @@ use base64::Engine as _;
 use hyper::StatusCode;
 use serde_json::{json, Value};
 
-use super::{json_resp, param, random_bytes, unix_now, MockWechat, Params, Resp};
+use super::wire::{json_resp, param};
+use super::{random_bytes, unix_now, MockWechat, Params, Resp};
 
 impl MockWechat {
     /// The user data a mini-program would get after logging in with `code` for `appid`,
@@ -73,7 +74,7 @@ fn sha1_hex(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mock_wechat::MockOptions;
+    use crate::devtools::mock_wechat::MockOptions;
     use crate::userdata::{self, Expect};
 
     #[test]
