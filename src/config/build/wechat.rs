@@ -2,7 +2,7 @@
 
 use super::Builder;
 use crate::config::file::WechatSection;
-use crate::settings::{App, RelaySettings, WechatSettings};
+use crate::settings::{App, GateSettings, RelaySettings, WechatSettings};
 use crate::tokens;
 
 /// WeChat APIs that take the app secret or hand out tokens: the relay never serves them.
@@ -97,7 +97,7 @@ impl Builder<'_> {
                 allow: w.relay.allow.clone(),
             },
             check_session_key: w.check_session_key,
-            gate: crate::wechat::GateSettings {
+            gate: GateSettings {
                 max_concurrent_calls: usize::try_from(max_concurrent_calls?).ok()?,
                 circuit_failures: u32::try_from(circuit_failures?).ok()?,
                 circuit_open_for: circuit_open_for?,
