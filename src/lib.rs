@@ -21,8 +21,10 @@
 //! [`wechat`] client, the optional login [`hook`] (whose [`claims`] sessions and tokens
 //! carry), the [`store`] of sessions and codes, the [`ratelimit`] limiter and
 //! [`userdata`] (WeChat's encrypted user data).
-//! Configuration is loaded by [`config`] into [`settings`]; [`gateway`] holds the state;
-//! [`identity`] is who a verified token says the caller is; [`secret`] masks secrets.
+//! Configuration is loaded by [`config`] (`config::file` mirrors `gateway.toml`,
+//! `config::build` validates it, one file per section) into [`settings`]; [`gateway`] holds
+//! the state; [`identity`] is who a verified token says the caller is; [`secret`] masks
+//! secrets.
 //! [`admin`] serves health and metrics.
 //!
 //! Off the request path, [`devtools`] holds the development tools behind `wxgate mock-wechat`

@@ -58,7 +58,15 @@ pub struct WechatSettings {
     /// Ask `checksession` when a decrypt fails, to tell an expired `session_key` apart.
     pub check_session_key: bool,
     /// Quota protection: calls in flight and the circuit breaker.
-    pub gate: crate::wechat::GateSettings,
+    pub gate: GateSettings,
+}
+
+/// `[wechat]` quota protection, applied to each WeChat API separately.
+#[derive(Debug, Clone, Copy)]
+pub struct GateSettings {
+    pub max_concurrent_calls: usize,
+    pub circuit_failures: u32,
+    pub circuit_open_for: Duration,
 }
 
 pub struct App {

@@ -22,6 +22,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use super::breaker::{Breaker, BreakerSettings, Change, Ticket, Verdict, Why};
 use crate::error::GatewayError;
 use crate::metrics;
+use crate::settings::GateSettings;
 
 /// How long 45011s keep calls from going out: WeChat's limits are per minute.
 const RATE_LIMITED_FOR: Duration = Duration::from_secs(60);
@@ -57,13 +58,6 @@ impl Api {
             Self::Relay => "relay",
         }
     }
-}
-
-#[derive(Debug, Clone, Copy)]
-pub struct GateSettings {
-    pub max_concurrent_calls: usize,
-    pub circuit_failures: u32,
-    pub circuit_open_for: Duration,
 }
 
 /// How a call ended, as far as the breaker cares.

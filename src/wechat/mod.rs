@@ -24,7 +24,7 @@ pub mod relay;
 mod token;
 
 pub use calls::{KeyVerdict, PhoneInfo};
-pub use gate::{Api, GateSettings};
+pub use gate::Api;
 pub use token::AccessTokens;
 
 /// WeChat answers are small; anything bigger is not a real answer.
