@@ -23,11 +23,11 @@
 //! [`userdata`] (WeChat's encrypted user data).
 //! Configuration is loaded by [`config`] into [`settings`]; [`gateway`] holds the state;
 //! [`identity`] is who a verified token says the caller is; [`secret`] masks secrets.
-//! [`admin`] serves health and metrics; [`mock_wechat`], [`echo`] and [`demo`] are the
-//! development tools behind `wxgate mock-wechat` and `wxgate demo`.
+//! [`ops`] serves health and metrics on the admin listener and writes the logs;
+//! [`mock_wechat`], [`echo`] and [`demo`] are the development tools behind
+//! `wxgate mock-wechat` and `wxgate demo`.
 #![forbid(unsafe_code)]
 
-pub mod admin;
 pub mod body;
 pub mod claims;
 pub mod cli;
@@ -39,9 +39,8 @@ pub mod error;
 pub mod gateway;
 pub mod hook;
 pub mod identity;
-pub mod logwriter;
-pub mod metrics;
 pub mod mock_wechat;
+pub mod ops;
 pub mod proxy;
 pub mod ratelimit;
 pub mod secret;

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::{ConfigBuilder, World};
-use wxgate::metrics::sample;
 use wxgate::mock_wechat::Failure;
+use wxgate::ops::metrics::sample;
 
 const CHECKSESSION: &str = "/wxa/checksession";
 const PHONE: &str = "/wxa/business/getuserphonenumber";

@@ -16,8 +16,8 @@ use bytes::Bytes;
 use http::{HeaderValue, Method};
 use http_body::{Body, Frame, SizeHint};
 
-use crate::logwriter::{self, Format};
-use crate::metrics::RouteMetrics;
+use crate::ops::logwriter::{self, Format};
+use crate::ops::metrics::RouteMetrics;
 
 thread_local! {
     static LINE: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };

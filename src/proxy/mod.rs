@@ -27,7 +27,7 @@ use crate::body::{GuardedBody, ResBody};
 use crate::endpoints::{self, Call, Endpoint};
 use crate::error::{Blame, GatewayError};
 use crate::gateway::{Gateway, Runtime};
-use crate::metrics::RouteMetrics;
+use crate::ops::metrics::RouteMetrics;
 use crate::tokens;
 use access::{Logged, Record};
 use clientip::ClientAddr;

@@ -152,7 +152,7 @@ impl WechatClient {
             ) => Outcome::NoAnswer,
             Err(_) => Outcome::Unusable,
         });
-        crate::metrics::wechat_call(api, outcome, started.elapsed());
+        crate::ops::metrics::wechat_call(api, outcome, started.elapsed());
         result
     }
 }
@@ -238,7 +238,7 @@ pub(crate) fn trace_id(answer: &Value) -> &str {
 fn interpret_session(answer: &Value, appid: &str) -> Result<WxSession, GatewayError> {
     let code = errcode(answer)?;
     if code != 0 {
-        crate::metrics::wechat_errcode("jscode2session", code);
+        crate::ops::metrics::wechat_errcode("jscode2session", code);
         let error = login_error(code);
         let rid = trace_id(answer);
         match error {

@@ -101,7 +101,7 @@ async fn relay(gateway: &Gateway, request: Request<Incoming>) -> Result<Answer, 
                 let answer = wechat.relay_once(outgoing, token.expose()).await?;
                 let code = answer_errcode(&answer);
                 if code != 0 {
-                    crate::metrics::wechat_errcode("relay", code);
+                    crate::ops::metrics::wechat_errcode("relay", code);
                 }
                 Ok(if token_refused(code) {
                     Used::TokenRefused

@@ -34,10 +34,10 @@ pub async fn handle(gateway: &Gateway, request: Request<Incoming>) -> Response<R
             }
         }
         "/metrics" => {
-            let mut response = Response::new(body::full(crate::metrics::render()));
+            let mut response = Response::new(body::full(crate::ops::metrics::render()));
             response.headers_mut().insert(
                 CONTENT_TYPE,
-                HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+                HeaderValue::from_static(crate::ops::metrics::CONTENT_TYPE),
             );
             response
         }

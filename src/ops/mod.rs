@@ -1,0 +1,6 @@
+//! The operator's side, beside the request path: the admin listener ([`admin`]), the
+//! metrics it serves ([`metrics`]) and the log output ([`logwriter`]).
+
+pub mod admin;
+pub mod logwriter;
+pub mod metrics;
