@@ -21,10 +21,12 @@ mod breaker;
 mod calls;
 mod gate;
 pub mod relay;
+mod relayed;
 mod token;
 
 pub use calls::{KeyVerdict, PhoneInfo};
 pub use gate::{Api, GateSettings};
+pub use relayed::{RelayAnswer, RelayCall};
 pub use token::AccessTokens;
 
 /// WeChat answers are small; anything bigger is not a real answer.

@@ -6,33 +6,23 @@
 //! app; every other query parameter is passed on except `access_token`, which wxgate sets.
 //! WeChat's answer comes back as it was (status, `Content-Type`, body: QR codes are images),
 //! except that a refused token (40001, 40014, 42001) is fetched again and the call retried
-//! once; bodies are buffered both ways, within limits, so the retry can resend them.
+//! once; bodies are buffered both ways, within limits, so the retry can resend them. The
+//! call itself, token and retry included, is the WeChat client's
+//! ([`WechatClient::relay`](crate::wechat::WechatClient::relay)).
 
-use bytes::Bytes;
-use http::header::{HeaderValue, CONTENT_TYPE};
-use http::{Method, Request, Response, StatusCode};
+use http::header::CONTENT_TYPE;
+use http::{Method, Request, Response};
 use hyper::body::Incoming;
-use serde_json::Value;
 
-use super::token::{token_refused, Used};
-use super::{errcode, Api, WechatClient};
 use crate::body::{self, GuardedBody, ResBody};
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
+use crate::wechat::{RelayAnswer, RelayCall};
 
 /// Where the relay lives on the admin listener.
 pub const PREFIX: &str = "/wechat";
 /// Request bodies (message payloads, content-security text) are small.
 const MAX_REQUEST_BYTES: u64 = 1024 * 1024;
-/// Answers can be images (`getwxacodeunlimit`), still bounded.
-const MAX_ANSWER_BYTES: usize = 8 * 1024 * 1024;
-
-/// WeChat's answer, passed back as it was.
-struct Answer {
-    status: StatusCode,
-    content_type: Option<HeaderValue>,
-    body: Bytes,
-}
 
 pub async fn handle(gateway: &Gateway, request: Request<Incoming>) -> Response<ResBody> {
     match relay(gateway, request).await {
@@ -48,7 +38,7 @@ pub async fn handle(gateway: &Gateway, request: Request<Incoming>) -> Response<R
     }
 }
 
-async fn relay(gateway: &Gateway, request: Request<Incoming>) -> Result<Answer, GatewayError> {
+async fn relay(gateway: &Gateway, request: Request<Incoming>) -> Result<RelayAnswer, GatewayError> {
     let runtime = gateway.runtime();
     let settings = &runtime.settings;
     let relay = &settings.wechat.relay;
@@ -86,103 +76,14 @@ async fn relay(gateway: &Gateway, request: Request<Incoming>) -> Result<Answer, 
     let body = GuardedBody::new(request.into_body(), limit, deadline)
         .collect_bytes()
         .await?;
-    let wechat = &runtime.wechat;
-    let outgoing = Outgoing {
+    let call = RelayCall {
         method,
         path: &path,
         query: &query,
         content_type,
         body,
     };
-    let answer = wechat
-        .with_token(app, &gateway.store, |token| {
-            let outgoing = &outgoing;
-            async move {
-                let answer = wechat.relay_once(outgoing, token.expose()).await?;
-                let code = answer_errcode(&answer);
-                if code != 0 {
-                    crate::ops::metrics::wechat_errcode("relay", code);
-                }
-                Ok(if token_refused(code) {
-                    Used::TokenRefused
-                } else {
-                    Used::Done(answer)
-                })
-            }
-        })
-        .await?;
+    let answer = runtime.wechat.relay(app, &gateway.store, &call).await?;
     tracing::info!(path = %path, appid = %app.appid, status = answer.status.as_u16(), "relayed a WeChat API call");
     Ok(answer)
-}
-
-struct Outgoing<'a> {
-    method: Method,
-    path: &'a str,
-    query: &'a [(String, String)],
-    content_type: Option<HeaderValue>,
-    body: Bytes,
-}
-
-/// The errcode of a small JSON answer (0 for anything else: images, success).
-fn answer_errcode(answer: &Answer) -> i64 {
-    (answer.body.len() < 4096)
-        .then(|| serde_json::from_slice::<Value>(&answer.body).ok())
-        .flatten()
-        .and_then(|v| errcode(&v).ok())
-        .unwrap_or(0)
-}
-
-impl WechatClient {
-    async fn relay_once(&self, out: &Outgoing<'_>, token: &str) -> Result<Answer, GatewayError> {
-        let mut url = self.url(out.path)?;
-        url.query_pairs_mut()
-            .extend_pairs(out.query.iter())
-            .append_pair("access_token", token);
-        let mut request = self.http.request(out.method.clone(), url);
-        if out.method == Method::POST {
-            if let Some(content_type) = &out.content_type {
-                request = request.header(CONTENT_TYPE, content_type.clone());
-            }
-            request = request.body(out.body.clone());
-        }
-        let call = async move {
-            let response = request.send().await.map_err(|e| {
-                let e = e.without_url();
-                tracing::warn!(error = %e, "WeChat relay request failed");
-                if e.is_timeout() {
-                    GatewayError::WechatTimeout
-                } else {
-                    GatewayError::WechatUnavailable("unreachable")
-                }
-            })?;
-            read_answer(response).await
-        };
-        self.bounded(Api::Relay, call, |answer| Some(answer_errcode(answer)))
-            .await
-    }
-}
-
-async fn read_answer(mut response: reqwest::Response) -> Result<Answer, GatewayError> {
-    let status = response.status();
-    let content_type = response.headers().get(CONTENT_TYPE).cloned();
-    let mut body = Vec::new();
-    loop {
-        match response.chunk().await {
-            Ok(Some(chunk)) if body.len() + chunk.len() > MAX_ANSWER_BYTES => {
-                tracing::warn!("WeChat relay answer is too large");
-                return Err(GatewayError::WechatUnavailable("oversized"));
-            }
-            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
-            Ok(None) => break,
-            Err(e) => {
-                tracing::warn!(error = %e.without_url(), "WeChat relay answer could not be read");
-                return Err(GatewayError::WechatUnavailable("truncated"));
-            }
-        }
-    }
-    Ok(Answer {
-        status,
-        content_type,
-        body: Bytes::from(body),
-    })
 }
