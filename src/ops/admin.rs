@@ -11,12 +11,8 @@ use crate::error::{json_response, GatewayError};
 use crate::gateway::Gateway;
 
 pub async fn handle(gateway: &Gateway, request: Request<Incoming>) -> Response<ResBody> {
-    if request
-        .uri()
-        .path()
-        .starts_with(crate::wechat::relay::PREFIX)
-    {
-        return crate::wechat::relay::handle(gateway, request).await;
+    if request.uri().path().starts_with(crate::ops::relay::PREFIX) {
+        return crate::ops::relay::handle(gateway, request).await;
     }
     if !matches!(*request.method(), Method::GET | Method::HEAD) {
         return GatewayError::MethodNotAllowed(vec![Method::GET]).into_response();

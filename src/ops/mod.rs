@@ -1,6 +1,8 @@
-//! The operator's side, beside the request path: the admin listener ([`admin`]), the
-//! metrics it serves ([`metrics`]) and the log output ([`logwriter`]).
+//! The operator's side, beside the request path: the admin listener ([`admin`]) with the
+//! WeChat API relay ([`relay`]), the metrics it serves ([`metrics`]) and the log output
+//! ([`logwriter`]).
 
 pub mod admin;
 pub mod logwriter;
 pub mod metrics;
+pub mod relay;

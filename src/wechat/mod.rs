@@ -20,7 +20,6 @@ use gate::Outcome;
 mod breaker;
 mod calls;
 mod gate;
-pub mod relay;
 mod relayed;
 mod token;
 

@@ -1,4 +1,4 @@
-//! The WeChat client's side of the API relay on the admin listener: one call sent as the
+//! The WeChat client's side of the API relay ([`crate::ops::relay`]): one call sent as the
 //! relay received it, with the app's managed `access_token` added, and WeChat's answer read
 //! back as it is (status, `Content-Type`, body), within a size bound.
 
