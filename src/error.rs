@@ -1,4 +1,5 @@
-//! The one place where a failure becomes HTTP: status, stable `error` code, safe text, JSON body.
+//! The one place where a failure becomes HTTP: status, stable `error` code, safe text, JSON
+//! body, and the log line that says whose fault it was ([`respond`]).
 
 use std::borrow::Cow;
 
@@ -274,6 +275,19 @@ impl GatewayError {
         }
         response
     }
+}
+
+/// The one way a failure is answered, on every listener: logged by who caused it (the
+/// client's mistakes at debug, a failing dependency at warn, our own faults at error), then
+/// turned into its response. Logging the error's `Display` is safe: it names what happened
+/// with fixed text and never carries client input, secrets, codes, tokens or session keys.
+pub fn respond(error: GatewayError) -> Response<ResBody> {
+    match error.blame() {
+        Blame::Client => tracing::debug!(error = %error, "request refused"),
+        Blame::Dependency => tracing::warn!(error = %error, "dependency failed"),
+        Blame::Gateway => tracing::error!(error = %error, "gateway error"),
+    }
+    error.into_response()
 }
 
 /// A JSON response with `Cache-Control: no-store`: nothing wxgate says is cacheable (the

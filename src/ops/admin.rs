@@ -7,7 +7,7 @@ use hyper::body::Incoming;
 use serde_json::json;
 
 use crate::body::{self, ResBody};
-use crate::error::{json_response, GatewayError};
+use crate::error::{json_response, respond, GatewayError};
 use crate::gateway::Gateway;
 
 pub async fn handle(gateway: &Gateway, request: Request<Incoming>) -> Response<ResBody> {
@@ -15,7 +15,7 @@ pub async fn handle(gateway: &Gateway, request: Request<Incoming>) -> Response<R
         return crate::ops::relay::handle(gateway, request).await;
     }
     if !matches!(*request.method(), Method::GET | Method::HEAD) {
-        return GatewayError::MethodNotAllowed(vec![Method::GET]).into_response();
+        return respond(GatewayError::MethodNotAllowed(vec![Method::GET]));
     }
     match request.uri().path() {
         "/healthz" => json_response(StatusCode::OK, &json!({ "status": "ok" })),
@@ -37,6 +37,6 @@ pub async fn handle(gateway: &Gateway, request: Request<Incoming>) -> Response<R
             );
             response
         }
-        _ => GatewayError::NoRoute.into_response(),
+        _ => respond(GatewayError::NoRoute),
     }
 }

@@ -15,7 +15,7 @@ use http::{Method, Request, Response};
 use hyper::body::Incoming;
 
 use crate::body::{self, GuardedBody, ResBody};
-use crate::error::GatewayError;
+use crate::error::{respond, GatewayError};
 use crate::gateway::Gateway;
 use crate::wechat::{RelayAnswer, RelayCall};
 
@@ -34,7 +34,7 @@ pub async fn handle(gateway: &Gateway, request: Request<Incoming>) -> Response<R
             }
             response
         }
-        Err(error) => error.into_response(),
+        Err(error) => respond(error),
     }
 }
 
