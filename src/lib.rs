@@ -7,7 +7,7 @@
 //! | stage | module |
 //! |---|---|
 //! | accept connections, HTTP/1.1 + HTTP/2, timeouts, drain | [`server`], [`tls`] |
-//! | one request through the stages below, and its access line | [`proxy`] (`proxy::access`) |
+//! | one request through the stages below, its metrics and access line when the body ends | [`proxy`] (`proxy::access`) |
 //! | admit (target, `Host`, framing, limits) | `proxy::admit` |
 //! | canonical path, pick endpoint or route | `proxy::path`, `proxy::routes` |
 //! | derive the client address through trusted proxies | `proxy::clientip` |
@@ -15,7 +15,7 @@
 //! | strip hop-by-hop and identity headers, then inject identity | `proxy::headers`, `proxy::outgoing` |
 //! | pick the target, send over a pooled keep-alive connection, stream back | `proxy::forward`, [`upstream`], [`body`] |
 //! | tunnel WebSocket upgrades after the upstream's handshake, until the token ends | `proxy::upgrade` |
-//! | turn any failure into a JSON error response | [`error`] |
+//! | turn any failure into a JSON error response, logged by who caused it | [`error`] |
 //!
 //! The login side path: [`endpoints`] (login, refresh, logout, session, decrypt, JWKS) uses the
 //! [`wechat`] client, the optional login [`hook`] (whose [`claims`] sessions and tokens
@@ -23,9 +23,17 @@
 //! [`userdata`] (WeChat's encrypted user data).
 //! Configuration is loaded by [`config`] into [`settings`]; [`gateway`] holds the state;
 //! [`identity`] is who a verified token says the caller is; [`secret`] masks secrets.
-//! [`ops`] serves health and metrics on the admin listener and writes the logs;
 //! [`mock_wechat`], [`echo`] and [`demo`] are the development tools behind
 //! `wxgate mock-wechat` and `wxgate demo`.
+//!
+//! The operator's side, beside the request path ([`ops`]):
+//!
+//! | part | module |
+//! |---|---|
+//! | the admin listener: `/healthz`, `/readyz`, `/metrics`, and the relay below | `ops::admin` |
+//! | the WeChat API relay for backends (`WechatClient::relay` makes the call) | `ops::relay` |
+//! | metrics: the registry, per-route handles, the OpenMetrics text | `ops::metrics` |
+//! | log output to stderr, batched; the access line, formatted directly | `ops::logwriter`, `ops::accesslog` |
 #![forbid(unsafe_code)]
 
 pub mod body;
