@@ -90,17 +90,17 @@ pub fn init_tracing(json: bool) {
         .with_env_filter(filter)
         // Colour only for people: log files and collectors get plain text.
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(crate::logwriter::BatchedStderr);
+        .with_writer(crate::ops::logwriter::BatchedStderr);
     let installed = if json {
         builder.json().flatten_event(true).try_init()
     } else {
         builder.try_init()
     };
     if installed.is_ok() {
-        crate::logwriter::install(if json {
-            crate::logwriter::Format::Json
+        crate::ops::logwriter::install(if json {
+            crate::ops::logwriter::Format::Json
         } else {
-            crate::logwriter::Format::Text
+            crate::ops::logwriter::Format::Text
         });
     }
 }

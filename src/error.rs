@@ -1,4 +1,5 @@
-//! The one place where a failure becomes HTTP: status, stable `error` code, safe text, JSON body.
+//! The one place where a failure becomes HTTP: status, stable `error` code, safe text, JSON
+//! body, and the log line that says whose fault it was ([`respond`]).
 
 use std::borrow::Cow;
 
@@ -88,6 +89,18 @@ pub enum GatewayError {
     Internal(&'static str),
 }
 
+/// How one failure is answered and logged, decided in one place ([`GatewayError::policy`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    pub status: StatusCode,
+    /// The stable `error` code of the JSON body.
+    pub code: &'static str,
+    /// Text safe to show a client: fixed strings, never inner error details.
+    pub text: Cow<'static, str>,
+    /// Who caused it, which decides its log level.
+    pub blame: Blame,
+}
+
 /// Who caused a failure, which decides its log level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Blame {
@@ -96,125 +109,113 @@ pub enum Blame {
     Gateway,
 }
 
+fn policy(
+    status: StatusCode,
+    code: &'static str,
+    blame: Blame,
+    text: impl Into<Cow<'static, str>>,
+) -> Policy {
+    Policy {
+        status,
+        code,
+        text: text.into(),
+        blame,
+    }
+}
+
 impl GatewayError {
-    pub fn status(&self) -> StatusCode {
+    /// Status, code, blame and text of every variant. No arm is a wildcard: a new variant
+    /// does not compile until someone decides how it is answered and whose fault it is.
+    // One arm per variant, two lines each, so every decision is on one screen.
+    #[rustfmt::skip]
+    pub fn policy(&self) -> Policy {
+        use Blame::{Client, Dependency, Gateway};
         use GatewayError::*;
+        use StatusCode as S;
         match self {
-            InvalidRequest(_) | BadFraming(_) | InvalidPath(_) | InvalidGrant | DecryptFailed
-            | InvalidCode | CodeUsed => StatusCode::BAD_REQUEST,
-            PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            UriTooLong => StatusCode::URI_TOO_LONG,
-            HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            NoRoute => StatusCode::NOT_FOUND,
-            MissingToken | InvalidToken(_) | NoSession | SessionKeyExpired => {
-                StatusCode::UNAUTHORIZED
-            }
-            AppNotAllowed | PhoneRequired | CodeBlocked | LoginDenied => StatusCode::FORBIDDEN,
-            RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            WechatBusy | WechatShedding { .. } | WechatQuota | StoreUnavailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            WechatUnavailable(_)
-            | ServerMisconfigured(_)
-            | UpstreamUnavailable
-            | LoginHookFailed(_) => StatusCode::BAD_GATEWAY,
-            WechatTimeout | UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            InvalidRequest(why) | BadFraming(why) => policy(S::BAD_REQUEST, "invalid_request", Client,
+                *why),
+            InvalidPath(_) => policy(S::BAD_REQUEST, "invalid_path", Client,
+                "the request path is not accepted"),
+            PayloadTooLarge => policy(S::PAYLOAD_TOO_LARGE, "payload_too_large", Client,
+                "the request body is too large"),
+            UriTooLong => policy(S::URI_TOO_LONG, "uri_too_long", Client,
+                "the request URI is too long"),
+            HeadersTooLarge => policy(S::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large", Client,
+                "the request headers are too large"),
+            RequestTimeout => policy(S::REQUEST_TIMEOUT, "request_timeout", Client,
+                "the request was not received in time"),
+            MethodNotAllowed(_) => policy(S::METHOD_NOT_ALLOWED, "method_not_allowed", Client,
+                "the method is not allowed here"),
+            NoRoute => policy(S::NOT_FOUND, "no_route", Client,
+                "no route matches this request"),
+            MissingToken => policy(S::UNAUTHORIZED, "missing_token", Client,
+                "an access token is required"),
+            InvalidToken(TokenError::Expired) => policy(S::UNAUTHORIZED, "token_expired", Client,
+                TokenError::Expired.to_string()),
+            InvalidToken(e) => policy(S::UNAUTHORIZED, "invalid_token", Client,
+                e.to_string()),
+            NoSession => policy(S::UNAUTHORIZED, "invalid_token", Client,
+                "the session of this token does not exist"),
+            AppNotAllowed => policy(S::FORBIDDEN, "app_not_allowed", Client,
+                "this mini-program may not use this route"),
+            PhoneRequired => policy(S::FORBIDDEN, "phone_required", Client,
+                "this route requires a shared phone number"),
+            InvalidGrant => policy(S::BAD_REQUEST, "invalid_grant", Client,
+                "the refresh token is invalid, expired or already used"),
+            DecryptFailed => policy(S::BAD_REQUEST, "decrypt_failed", Client,
+                "the user data could not be decrypted or verified"),
+            RateLimited { .. } => policy(S::TOO_MANY_REQUESTS, "rate_limited", Client,
+                "too many requests; retry later"),
+            InvalidCode => policy(S::BAD_REQUEST, "invalid_code", Client,
+                "the login code is invalid or expired; call wx.login again"),
+            CodeUsed => policy(S::BAD_REQUEST, "code_used", Client,
+                "the login code was already used; call wx.login again"),
+            CodeBlocked => policy(S::FORBIDDEN, "code_blocked", Client,
+                "WeChat blocked this login"),
+            LoginDenied => policy(S::FORBIDDEN, "login_denied", Client,
+                "this account may not log in"),
+            LoginHookFailed(_) => policy(S::BAD_GATEWAY, "login_hook_failed", Dependency,
+                "the login could not be completed; retry with a new code"),
+            WechatBusy | WechatShedding { .. } => policy(S::SERVICE_UNAVAILABLE, "wechat_busy", Dependency,
+                "WeChat is busy; retry later"),
+            WechatUnavailable(_) => policy(S::BAD_GATEWAY, "wechat_unavailable", Dependency,
+                "WeChat could not be reached or answered badly"),
+            WechatTimeout => policy(S::GATEWAY_TIMEOUT, "wechat_timeout", Dependency,
+                "WeChat did not answer in time"),
+            WechatQuota => policy(S::SERVICE_UNAVAILABLE, "wechat_quota_exceeded", Gateway,
+                "the mini-program's daily WeChat API quota is exhausted"),
+            SessionKeyExpired => policy(S::UNAUTHORIZED, "session_key_expired", Client,
+                "the WeChat session expired; call wx.login and log in again"),
+            ServerMisconfigured(_) => policy(S::BAD_GATEWAY, "server_misconfigured", Gateway,
+                "the gateway's WeChat credentials were rejected"),
+            StoreUnavailable => policy(S::SERVICE_UNAVAILABLE, "store_unavailable", Dependency,
+                "the session store is unavailable; retry later"),
+            UpstreamUnavailable => policy(S::BAD_GATEWAY, "upstream_unavailable", Dependency,
+                "the upstream service is unavailable"),
+            UpstreamTimeout => policy(S::GATEWAY_TIMEOUT, "upstream_timeout", Dependency,
+                "the upstream service did not answer in time"),
+            Internal(_) => policy(S::INTERNAL_SERVER_ERROR, "internal_error", Gateway,
+                "internal error"),
         }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.policy().status
     }
 
     /// The stable `error` code of the JSON body.
     pub fn code(&self) -> &'static str {
-        use GatewayError::*;
-        match self {
-            InvalidRequest(_) | BadFraming(_) => "invalid_request",
-            InvalidPath(_) => "invalid_path",
-            PayloadTooLarge => "payload_too_large",
-            UriTooLong => "uri_too_long",
-            HeadersTooLarge => "headers_too_large",
-            RequestTimeout => "request_timeout",
-            MethodNotAllowed(_) => "method_not_allowed",
-            NoRoute => "no_route",
-            MissingToken => "missing_token",
-            InvalidToken(TokenError::Expired) => "token_expired",
-            InvalidToken(_) | NoSession => "invalid_token",
-            AppNotAllowed => "app_not_allowed",
-            PhoneRequired => "phone_required",
-            InvalidGrant => "invalid_grant",
-            DecryptFailed => "decrypt_failed",
-            RateLimited { .. } => "rate_limited",
-            InvalidCode => "invalid_code",
-            CodeUsed => "code_used",
-            CodeBlocked => "code_blocked",
-            LoginDenied => "login_denied",
-            LoginHookFailed(_) => "login_hook_failed",
-            WechatBusy | WechatShedding { .. } => "wechat_busy",
-            WechatUnavailable(_) => "wechat_unavailable",
-            WechatTimeout => "wechat_timeout",
-            WechatQuota => "wechat_quota_exceeded",
-            SessionKeyExpired => "session_key_expired",
-            ServerMisconfigured(_) => "server_misconfigured",
-            StoreUnavailable => "store_unavailable",
-            UpstreamUnavailable => "upstream_unavailable",
-            UpstreamTimeout => "upstream_timeout",
-            Internal(_) => "internal_error",
-        }
+        self.policy().code
     }
 
     /// Text safe to show a client: fixed strings, never inner error details.
     pub fn description(&self) -> Cow<'static, str> {
-        use GatewayError::*;
-        Cow::Borrowed(match self {
-            InvalidRequest(why) | BadFraming(why) => why,
-            InvalidPath(_) => "the request path is not accepted",
-            PayloadTooLarge => "the request body is too large",
-            UriTooLong => "the request URI is too long",
-            HeadersTooLarge => "the request headers are too large",
-            RequestTimeout => "the request was not received in time",
-            MethodNotAllowed(_) => "the method is not allowed here",
-            NoRoute => "no route matches this request",
-            MissingToken => "an access token is required",
-            InvalidToken(e) => return Cow::Owned(e.to_string()),
-            NoSession => "the session of this token does not exist",
-            AppNotAllowed => "this mini-program may not use this route",
-            PhoneRequired => "this route requires a shared phone number",
-            InvalidGrant => "the refresh token is invalid, expired or already used",
-            DecryptFailed => "the user data could not be decrypted or verified",
-            RateLimited { .. } => "too many requests; retry later",
-            InvalidCode => "the login code is invalid or expired; call wx.login again",
-            CodeUsed => "the login code was already used; call wx.login again",
-            CodeBlocked => "WeChat blocked this login",
-            LoginDenied => "this account may not log in",
-            LoginHookFailed(_) => "the login could not be completed; retry with a new code",
-            WechatBusy | WechatShedding { .. } => "WeChat is busy; retry later",
-            WechatUnavailable(_) => "WeChat could not be reached or answered badly",
-            WechatTimeout => "WeChat did not answer in time",
-            WechatQuota => "the mini-program's daily WeChat API quota is exhausted",
-            SessionKeyExpired => "the WeChat session expired; call wx.login and log in again",
-            ServerMisconfigured(_) => "the gateway's WeChat credentials were rejected",
-            StoreUnavailable => "the session store is unavailable; retry later",
-            UpstreamUnavailable => "the upstream service is unavailable",
-            UpstreamTimeout => "the upstream service did not answer in time",
-            Internal(_) => "internal error",
-        })
+        self.policy().text
     }
 
     pub fn blame(&self) -> Blame {
-        use GatewayError::*;
-        match self {
-            WechatBusy
-            | WechatShedding { .. }
-            | WechatUnavailable(_)
-            | WechatTimeout
-            | StoreUnavailable
-            | UpstreamUnavailable
-            | UpstreamTimeout
-            | LoginHookFailed(_) => Blame::Dependency,
-            ServerMisconfigured(_) | WechatQuota | Internal(_) => Blame::Gateway,
-            _ => Blame::Client,
-        }
+        self.policy().blame
     }
 
     /// Framing problems leave the connection in an unknown state: it must be closed.
@@ -228,10 +229,12 @@ impl GatewayError {
     }
 
     pub fn into_response(self) -> Response<ResBody> {
-        let status = self.status();
+        let Policy {
+            status, code, text, ..
+        } = self.policy();
         let mut response = json_response(
             status,
-            &serde_json::json!({ "error": self.code(), "error_description": self.description() }),
+            &serde_json::json!({ "error": code, "error_description": text }),
         );
         let headers = response.headers_mut();
         match &self {
@@ -243,8 +246,7 @@ impl GatewayError {
             }
             GatewayError::InvalidToken(_) | GatewayError::NoSession => {
                 let value = format!(
-                    "Bearer realm=\"wxgate\", error=\"invalid_token\", error_description=\"{}\"",
-                    self.description()
+                    "Bearer realm=\"wxgate\", error=\"invalid_token\", error_description=\"{text}\""
                 );
                 if let Ok(v) = HeaderValue::from_str(&value) {
                     headers.insert(WWW_AUTHENTICATE, v);
@@ -275,6 +277,19 @@ impl GatewayError {
     }
 }
 
+/// The one way a failure is answered, on every listener: logged by who caused it (the
+/// client's mistakes at debug, a failing dependency at warn, our own faults at error), then
+/// turned into its response. Logging the error's `Display` is safe: it names what happened
+/// with fixed text and never carries client input, secrets, codes, tokens or session keys.
+pub fn respond(error: GatewayError) -> Response<ResBody> {
+    match error.blame() {
+        Blame::Client => tracing::debug!(error = %error, "request refused"),
+        Blame::Dependency => tracing::warn!(error = %error, "dependency failed"),
+        Blame::Gateway => tracing::error!(error = %error, "gateway error"),
+    }
+    error.into_response()
+}
+
 /// A JSON response with `Cache-Control: no-store`: nothing wxgate says is cacheable (the
 /// JWKS, `endpoints/jwks.rs`, is the one exception).
 pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<ResBody> {
@@ -288,62 +303,4 @@ pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn expired_tokens_have_their_own_code_and_a_bearer_challenge() {
-        let response = GatewayError::InvalidToken(TokenError::Expired).into_response();
-        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-        let challenge = response.headers()[WWW_AUTHENTICATE]
-            .to_str()
-            .unwrap_or_default();
-        assert!(challenge.starts_with("Bearer realm=\"wxgate\", error=\"invalid_token\""));
-        assert_eq!(
-            GatewayError::InvalidToken(TokenError::Expired).code(),
-            "token_expired"
-        );
-    }
-
-    #[test]
-    fn missing_tokens_get_a_challenge_without_an_error_attribute() {
-        let response = GatewayError::MissingToken.into_response();
-        assert_eq!(
-            response.headers()[WWW_AUTHENTICATE],
-            "Bearer realm=\"wxgate\""
-        );
-    }
-
-    #[test]
-    fn inner_details_never_reach_the_description() {
-        let e = GatewayError::ServerMisconfigured(40125);
-        assert!(!e.description().contains("40125"));
-        assert_eq!(e.status(), StatusCode::BAD_GATEWAY);
-    }
-
-    #[test]
-    fn login_hook_answers_map_to_their_codes_without_details() {
-        let denied = GatewayError::LoginDenied;
-        assert_eq!(
-            (denied.status(), denied.code()),
-            (StatusCode::FORBIDDEN, "login_denied")
-        );
-        let failed = GatewayError::LoginHookFailed("answered 500");
-        assert_eq!(
-            (failed.status(), failed.code()),
-            (StatusCode::BAD_GATEWAY, "login_hook_failed")
-        );
-        assert!(!failed.description().contains("500"));
-        assert_eq!(failed.blame(), Blame::Dependency);
-    }
-
-    #[test]
-    fn rate_limits_say_when_to_retry() {
-        let response = GatewayError::RateLimited {
-            retry_after_secs: 60,
-        }
-        .into_response();
-        assert_eq!(response.headers()[RETRY_AFTER], "60");
-        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
-    }
-}
+mod tests;

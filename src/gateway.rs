@@ -7,7 +7,7 @@ use arc_swap::ArcSwap;
 
 use crate::endpoints::Endpoint;
 use crate::hook::HookClient;
-use crate::metrics::RouteMetrics;
+use crate::ops::metrics::RouteMetrics;
 use crate::proxy::forward::Forwarder;
 use crate::proxy::verified::VerifiedTokens;
 use crate::ratelimit::LoginLimiter;
@@ -93,7 +93,7 @@ impl Gateway {
     pub fn new(settings: Settings) -> anyhow::Result<Arc<Self>> {
         let store = Store::new(&settings.store)?;
         let runtime = Runtime::new(settings, store.clone(), 0)?;
-        crate::metrics::reload(true);
+        crate::ops::metrics::reload(true);
         Ok(Arc::new(Self {
             runtime: ArcSwap::from_pointee(runtime),
             store,
@@ -112,7 +112,7 @@ impl Gateway {
     /// Listener addresses cannot change without a restart; sessions are kept.
     pub fn reload(&self) -> anyhow::Result<()> {
         let result = self.swap_in_from_file();
-        crate::metrics::reload(result.is_ok());
+        crate::ops::metrics::reload(result.is_ok());
         result
     }
 

@@ -2,37 +2,67 @@
 //!
 //! # Layout
 //!
-//! The request path, in order, and the module that owns each stage:
+//! The request path, in order, one module per stage:
 //!
 //! | stage | module |
 //! |---|---|
-//! | accept connections, HTTP/1.1 + HTTP/2, timeouts, drain | [`server`], [`tls`] |
-//! | one request through the stages below, and its access line | [`proxy`] (`proxy::access`) |
-//! | admit (target, `Host`, framing, limits) | `proxy::admit` |
-//! | canonical path, pick endpoint or route | `proxy::path`, `proxy::routes` |
-//! | derive the client address through trusted proxies | `proxy::clientip` |
-//! | find and verify the token, the route's auth policy, revoked sessions | `proxy::authn`, `proxy::verified`, [`tokens`] |
-//! | strip hop-by-hop and identity headers, then inject identity | `proxy::headers`, `proxy::outgoing` |
-//! | pick the target, send over a pooled keep-alive connection, stream back | `proxy::forward`, [`upstream`], [`body`] |
-//! | tunnel WebSocket upgrades after the upstream's handshake, until the token ends | `proxy::upgrade` |
-//! | turn any failure into a JSON error response | [`error`] |
+//! | accept connections, HTTP/1.1 or HTTP/2, connection timeouts, drain | [`server`] |
+//! | terminate HTTPS: certificates, ALPN, reloads | [`tls`] |
+//! | one request through the stages below | [`proxy`] |
+//! | admit: target, `Host`, framing, size limits | `proxy::admit` |
+//! | the canonical path | `proxy::path` |
+//! | pick the gateway endpoint or the route | `proxy::routes` |
+//! | the client address, through trusted proxies | `proxy::clientip` |
+//! | find the token, verify it, apply the route's auth policy | `proxy::authn` |
+//! | the verified-token cache and the connection's memo | `proxy::verified` |
+//! | token signatures, claims and keys | [`tokens`] |
+//! | who a verified token says the caller is | [`identity`] |
+//! | which request headers are hop-by-hop, identity or forwarding headers | `proxy::headers` |
+//! | the upstream head: strip, then inject identity | `proxy::outgoing` |
+//! | pick the target, eject failing ones, retry, time out | `proxy::forward` |
+//! | send over a pooled keep-alive HTTP/1.1 connection and stream back | [`upstream`] |
+//! | request and response body types and their limits | [`body`] |
+//! | tunnel WebSocket upgrades until the token ends | `proxy::upgrade` |
+//! | metrics and the access line when the response body ends | `proxy::access` |
+//! | any failure as a JSON error, logged by who caused it | [`error`] |
 //!
-//! The login side path: [`endpoints`] (login, refresh, logout, session, decrypt, JWKS) uses the
-//! [`wechat`] client, the optional login [`hook`] (whose [`claims`] sessions and tokens
-//! carry), the [`store`] of sessions and codes, the [`ratelimit`] limiter and
-//! [`userdata`] (WeChat's encrypted user data).
-//! Configuration is loaded by [`config`] (`config::file` mirrors `gateway.toml`,
-//! `config::build` validates it, one file per section) into [`settings`]; [`gateway`] holds
-//! the state; [`identity`] is who a verified token says the caller is; [`secret`] masks
-//! secrets.
-//! [`admin`] serves health and metrics.
+//! The login side path:
+//!
+//! | part | module |
+//! |---|---|
+//! | login, refresh, logout, session, decrypt, phone, JWKS | [`endpoints`] |
+//! | WeChat's server API: managed token, breakers, calls | [`wechat`] |
+//! | the optional login hook | [`hook`] |
+//! | the extra claims a hook adds to sessions and tokens | [`claims`] |
+//! | sessions, spent codes, revocations: memory or Redis | [`store`] |
+//! | the per-client limiter of calls that reach WeChat | [`ratelimit`] |
+//! | WeChat's encrypted user data | [`userdata`] |
+//!
+//! State and configuration:
+//!
+//! | part | module |
+//! |---|---|
+//! | the command line | [`cli`] |
+//! | `gateway.toml`: parse (`config::file`) and check, one file per section (`config::build`) | [`config`] |
+//! | the checked configuration | [`settings`] |
+//! | the running state: the runtime a reload swaps, and what outlives it | [`gateway`] |
+//! | secrets that never print | [`secret`] |
+//!
+//! The operator's side, beside the request path ([`ops`]):
+//!
+//! | part | module |
+//! |---|---|
+//! | the admin listener: `/healthz`, `/readyz`, `/metrics`, and the relay below | `ops::admin` |
+//! | the WeChat API relay for backends (`WechatClient::relay` makes the call) | `ops::relay` |
+//! | metrics: the registry, per-route handles, the OpenMetrics text | `ops::metrics` |
+//! | log output to stderr, batched | `ops::logwriter` |
+//! | the access line, formatted directly | `ops::accesslog` |
 //!
 //! Off the request path, [`devtools`] holds the development tools behind `wxgate mock-wechat`
 //! and `wxgate demo`: `devtools::mock_wechat` (a fake WeChat), `devtools::echo` (an upstream
 //! that answers with what it received) and `devtools::demo` (both wired to a gateway).
 #![forbid(unsafe_code)]
 
-pub mod admin;
 pub mod body;
 pub mod claims;
 pub mod cli;
@@ -43,8 +73,7 @@ pub mod error;
 pub mod gateway;
 pub mod hook;
 pub mod identity;
-pub mod logwriter;
-pub mod metrics;
+pub mod ops;
 pub mod proxy;
 pub mod ratelimit;
 pub mod secret;

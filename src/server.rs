@@ -65,7 +65,7 @@ pub async fn run(listeners: Listeners, gateway: Arc<Gateway>, shutdown: impl Fut
         let gateway = admin_gateway.clone();
         move |request: Request<Incoming>| {
             let gateway = gateway.clone();
-            async move { Ok::<_, Infallible>(crate::admin::handle(&gateway, request).await) }
+            async move { Ok::<_, Infallible>(crate::ops::admin::handle(&gateway, request).await) }
         }
     };
     tokio::pin!(shutdown);
@@ -402,7 +402,7 @@ async fn accept_loop<M, S, F, B>(
         let drain = served.drain.clone();
         let head_timeout = served.head_timeout;
         let write_timeout = served.write_timeout;
-        let open = crate::metrics::connection_opened(name);
+        let open = crate::ops::metrics::connection_opened(name);
         tokio::spawn(async move {
             let _open = open;
             // A client that says nothing is closed like one that never finishes its head.
@@ -443,7 +443,7 @@ async fn tls_accept_loop<M, S, F, B>(
         let drain = served.drain.clone();
         let handshake_timeout = served.head_timeout;
         let write_timeout = served.write_timeout;
-        let open = crate::metrics::connection_opened("https");
+        let open = crate::ops::metrics::connection_opened("https");
         tokio::spawn(async move {
             let _open = open;
             let stream =

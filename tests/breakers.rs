@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use support::{ConfigBuilder, World};
 use wxgate::devtools::mock_wechat::Failure;
-use wxgate::metrics::sample;
+use wxgate::ops::metrics::sample;
 
 const CHECKSESSION: &str = "/wxa/checksession";
 const PHONE: &str = "/wxa/business/getuserphonenumber";

@@ -308,3 +308,43 @@ async fn sighup_swaps_in_a_valid_config_and_keeps_the_old_one_when_invalid() {
     );
     assert_eq!(status("/public/x").await, 200);
 }
+
+// Multi-threaded: waiting for the child's log lines blocks, and the fakes must keep serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_and_relay_errors_are_logged_by_who_caused_them() {
+    const SEND: &str = "/cgi-bin/message/subscribe/send";
+    let wechat = support::Wechat::start().await;
+    let upstream = support::Upstream::start().await;
+    let mut config = support::ConfigBuilder::new(&wechat.base(), &upstream.base());
+    config.wechat_extra = format!("[wechat.relay]\nenabled = true\nallow = [\"{SEND}\"]\n");
+    let path = ConfigFile::new(&config.text());
+    let mut wxgate = Binary::run(&path, &[("RUST_LOG", "debug")]);
+    let admin = wxgate.listening().admin;
+    let http = support::client();
+
+    let missing = http
+        .get(format!("http://{admin}/nothing-here"))
+        .send()
+        .await
+        .expect("admin request");
+    assert_eq!(missing.status(), 404);
+    let refused = wxgate.line_with("request refused");
+    assert!(
+        refused.contains("DEBUG") && refused.contains("error=no route"),
+        "the client's mistake on the admin listener is logged at debug: {refused}"
+    );
+
+    wechat.mock.fail_stable_token(Some(-1));
+    let busy = http
+        .post(format!("http://{admin}/wechat{SEND}"))
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("relay request");
+    assert_eq!(busy.status(), 503);
+    let failed = wxgate.line_with("dependency failed");
+    assert!(
+        failed.contains("WARN") && failed.contains("error=WeChat is busy"),
+        "a relay call WeChat could not serve is logged at warn: {failed}"
+    );
+}

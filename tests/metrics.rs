@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::World;
-use wxgate::metrics::sample;
+use wxgate::ops::metrics::sample;
 
 async fn scrape(world: &World) -> String {
     let response = world

@@ -180,7 +180,8 @@ async fn without_alpn_a_tls_client_speaks_http1_and_its_connection_is_counted() 
         .text()
         .await
         .expect("text");
-    let open = wxgate::metrics::sample(&metrics, "wxgate_open_connections{listener=\"https\"}");
+    let open =
+        wxgate::ops::metrics::sample(&metrics, "wxgate_open_connections{listener=\"https\"}");
     assert!(
         open >= 1.0,
         "the open TLS connection is not counted:\n{metrics}"

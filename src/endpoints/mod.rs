@@ -105,7 +105,7 @@ pub async fn handle(
     match endpoint {
         Endpoint::Login => {
             let result = login::login(call, request).await;
-            crate::metrics::login(result.as_ref().map_or_else(|e| e.code(), |_| "ok"));
+            crate::ops::metrics::login(result.as_ref().map_or_else(|e| e.code(), |_| "ok"));
             result
         }
         Endpoint::Refresh => session::refresh(call, request).await,

@@ -99,7 +99,7 @@ pub fn verify(
                 Ok(identity)
             }
         });
-    crate::metrics::verification(checked.as_ref().map_or_else(|e| e.label(), |_| "valid"));
+    crate::ops::metrics::verification(checked.as_ref().map_or_else(|e| e.label(), |_| "valid"));
     checked.map_err(GatewayError::InvalidToken)
 }
 

@@ -25,9 +25,9 @@ use hyper::body::Incoming;
 
 use crate::body::{GuardedBody, ResBody};
 use crate::endpoints::{self, Call, Endpoint};
-use crate::error::{Blame, GatewayError};
+use crate::error::GatewayError;
 use crate::gateway::{Gateway, Runtime};
-use crate::metrics::RouteMetrics;
+use crate::ops::metrics::RouteMetrics;
 use crate::tokens;
 use access::{Logged, Record};
 use clientip::ClientAddr;
@@ -102,14 +102,7 @@ pub fn handle(
             Ok(Next::Forward(forward)) => forward.send(&runtime, &mut trail).await,
             Err(e) => Err(e),
         };
-        let mut response = result.unwrap_or_else(|e| {
-            match e.blame() {
-                Blame::Client => tracing::debug!(error = %e, "request refused"),
-                Blame::Dependency => tracing::warn!(error = %e, "dependency failed"),
-                Blame::Gateway => tracing::error!(error = %e, "gateway error"),
-            }
-            e.into_response()
-        });
+        let mut response = result.unwrap_or_else(crate::error::respond);
         response
             .headers_mut()
             .insert(X_REQUEST_ID, request_id.clone());

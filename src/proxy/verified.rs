@@ -120,20 +120,20 @@ impl VerifiedTokens {
         }
         let now = tokens::now_unix();
         if let Some(identity) = memo.and_then(|m| m.get(self.id, token, now)) {
-            crate::metrics::verified_cache(true);
+            crate::ops::metrics::verified_cache(true);
             return Ok(identity);
         }
         if let Some(entry) = self.cache.get(token) {
             // moka may keep an entry a moment past its expiry; `exp` is the real bound.
             if entry.identity.exp > now {
-                crate::metrics::verified_cache(true);
+                crate::ops::metrics::verified_cache(true);
                 if let Some(memo) = memo {
                     memo.set(self.id, entry.token, entry.identity.clone());
                 }
                 return Ok(entry.identity);
             }
         }
-        crate::metrics::verified_cache(false);
+        crate::ops::metrics::verified_cache(false);
         let claims = tokens::verify(keys, policy, token, now)?;
         let identity = Arc::new(Identity {
             openid: claims.sub,

@@ -100,7 +100,7 @@ impl WechatClient {
                     .await?;
                 let code = errcode(&answer)?;
                 if code != 0 {
-                    crate::metrics::wechat_errcode("getuserphonenumber", code);
+                    crate::ops::metrics::wechat_errcode("getuserphonenumber", code);
                     tracing::info!(
                         errcode = code,
                         rid = trace_id(&answer),
@@ -161,7 +161,7 @@ impl WechatClient {
                     .await?;
                 let code = errcode(&answer)?;
                 if code != 0 {
-                    crate::metrics::wechat_errcode("checksession", code);
+                    crate::ops::metrics::wechat_errcode("checksession", code);
                 }
                 match code {
                     0 => Ok(Used::Done(true)),

@@ -21,7 +21,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::breaker::{Breaker, BreakerSettings, Change, Ticket, Verdict, Why};
 use crate::error::GatewayError;
-use crate::metrics;
+use crate::ops::metrics;
 use crate::settings::GateSettings;
 
 /// How long 45011s keep calls from going out: WeChat's limits are per minute.

@@ -20,11 +20,12 @@ use gate::Outcome;
 mod breaker;
 mod calls;
 mod gate;
-pub mod relay;
+mod relayed;
 mod token;
 
 pub use calls::{KeyVerdict, PhoneInfo};
 pub use gate::Api;
+pub use relayed::{RelayAnswer, RelayCall};
 pub use token::AccessTokens;
 
 /// WeChat answers are small; anything bigger is not a real answer.
@@ -152,7 +153,7 @@ impl WechatClient {
             ) => Outcome::NoAnswer,
             Err(_) => Outcome::Unusable,
         });
-        crate::metrics::wechat_call(api, outcome, started.elapsed());
+        crate::ops::metrics::wechat_call(api, outcome, started.elapsed());
         result
     }
 }
@@ -238,7 +239,7 @@ pub(crate) fn trace_id(answer: &Value) -> &str {
 fn interpret_session(answer: &Value, appid: &str) -> Result<WxSession, GatewayError> {
     let code = errcode(answer)?;
     if code != 0 {
-        crate::metrics::wechat_errcode("jscode2session", code);
+        crate::ops::metrics::wechat_errcode("jscode2session", code);
         let error = login_error(code);
         let rid = trace_id(answer);
         match error {

@@ -174,7 +174,7 @@ impl WechatClient {
             .await?;
         let code = errcode(&answer)?;
         if code != 0 {
-            crate::metrics::wechat_errcode("stable_token", code);
+            crate::ops::metrics::wechat_errcode("stable_token", code);
             let error = token_error(code);
             let rid = trace_id(&answer);
             if matches!(error, GatewayError::ServerMisconfigured(_)) {

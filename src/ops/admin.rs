@@ -7,19 +7,15 @@ use hyper::body::Incoming;
 use serde_json::json;
 
 use crate::body::{self, ResBody};
-use crate::error::{json_response, GatewayError};
+use crate::error::{json_response, respond, GatewayError};
 use crate::gateway::Gateway;
 
 pub async fn handle(gateway: &Gateway, request: Request<Incoming>) -> Response<ResBody> {
-    if request
-        .uri()
-        .path()
-        .starts_with(crate::wechat::relay::PREFIX)
-    {
-        return crate::wechat::relay::handle(gateway, request).await;
+    if request.uri().path().starts_with(crate::ops::relay::PREFIX) {
+        return crate::ops::relay::handle(gateway, request).await;
     }
     if !matches!(*request.method(), Method::GET | Method::HEAD) {
-        return GatewayError::MethodNotAllowed(vec![Method::GET]).into_response();
+        return respond(GatewayError::MethodNotAllowed(vec![Method::GET]));
     }
     match request.uri().path() {
         "/healthz" => json_response(StatusCode::OK, &json!({ "status": "ok" })),
@@ -34,13 +30,13 @@ pub async fn handle(gateway: &Gateway, request: Request<Incoming>) -> Response<R
             }
         }
         "/metrics" => {
-            let mut response = Response::new(body::full(crate::metrics::render()));
+            let mut response = Response::new(body::full(crate::ops::metrics::render()));
             response.headers_mut().insert(
                 CONTENT_TYPE,
-                HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+                HeaderValue::from_static(crate::ops::metrics::CONTENT_TYPE),
             );
             response
         }
-        _ => GatewayError::NoRoute.into_response(),
+        _ => respond(GatewayError::NoRoute),
     }
 }
