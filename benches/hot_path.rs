@@ -2,6 +2,7 @@
 //! injection, and the whole login path against an in-process mock WeChat.
 //!
 //! `cargo bench --bench hot_path`
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code may panic on what it set up
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;

@@ -1,6 +1,7 @@
 //! Token verification: the full strict check against the verified-token cache.
 //!
 //! `cargo bench --bench tokens`
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code may panic on what it set up
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use jsonwebtoken::Algorithm;

@@ -5,6 +5,7 @@
 //! Talks over stdin/stdout so the script can measure in between:
 //! prints `ready N`, then for each `check` line on stdin prints `open K of N` (connections
 //! the server has not closed), and exits at end of input, closing everything.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code may panic on what it set up
 
 mod bench_http;
 

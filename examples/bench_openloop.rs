@@ -10,6 +10,7 @@
 //! connection is busy waits in a queue, its clock already running.
 //!
 //! Prints one line: `requests=… errors=… rps=… p50_us=… p90_us=… p99_us=… p999_us=… max_us=…`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code may panic on what it set up
 
 mod bench_http;
 

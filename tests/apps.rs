@@ -1,5 +1,6 @@
 //! Several mini-programs behind one gateway: `appid` in the login body picks the app, tokens
 //! carry it, routes can be limited to some apps, and codes and access_tokens are per app.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code may panic on what it set up
 
 mod support;
 

@@ -5,6 +5,7 @@
 //!
 //! Metrics are process-wide: only `a_wechat_failing_every_auxiliary_call_leaves_login_working`
 //! opens the `checksession` and `getuserphonenumber` breakers, so only it reads their gauges.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code may panic on what it set up
 
 mod support;
 

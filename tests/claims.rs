@@ -1,5 +1,6 @@
 //! Tokens other tooling mints: exactly SPEC's required claims verify, wxgate's own claims
 //! are optional, and claims wxgate does not know are ignored, never forwarded.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code may panic on what it set up
 
 mod support;
 

@@ -1,5 +1,6 @@
 //! `POST /auth/decrypt`: the session's key opens WeChat's encrypted user data; tampered IVs,
 //! foreign watermarks, other users' openIds and bad signatures all get one answer.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code may panic on what it set up
 
 mod support;
 

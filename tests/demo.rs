@@ -1,5 +1,6 @@
 //! `wxgate demo` as a new user meets it: it starts, prints where the gateway is, and the
 //! walkthrough's steps behave as printed.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code may panic on what it set up
 
 mod support;
 

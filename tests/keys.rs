@@ -1,6 +1,7 @@
 //! Asymmetric signing keys over HTTP: login with RS256/ES256/EdDSA, the JWKS and how an
 //! upstream verifies with it, algorithm confusion, zero-downtime rotation through reloads,
 //! and `wxgate keygen` output used as a key file by `wxgate check`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code may panic on what it set up
 
 mod support;
 

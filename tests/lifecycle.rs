@@ -1,5 +1,6 @@
 //! The process around the gateway: graceful shutdown, the real binary's exit codes and
 //! signals, the admin listener, and a scan of everything it logged for secrets.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code may panic on what it set up
 
 mod support;
 

@@ -1,5 +1,6 @@
 //! `POST /auth/login`: every row of SPEC's login error table, the first-wins code gate,
 //! and what a successful answer does and does not contain.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code may panic on what it set up
 
 mod support;
 

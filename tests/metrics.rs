@@ -3,6 +3,7 @@
 //!
 //! Metrics are process-wide and tests run in parallel in one process, so every assertion
 //! is about a series only its own test touches, or about an increase.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code may panic on what it set up
 
 mod support;
 

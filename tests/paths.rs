@@ -1,6 +1,7 @@
 //! Path confusion on raw sockets: every ambiguous form SPEC refuses is 400 `invalid_path`
 //! before routing, clean paths pass untouched, escapes of unreserved characters route and
 //! forward in one canonical form, fragments never travel, and the query is never path-checked.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code may panic on what it set up
 
 mod support;
 

@@ -2,6 +2,7 @@
 //! refresh rotation, revocation reaching every instance (and its WebSocket tunnels), Redis
 //! failing and returning, and the login hook's claims and the phone number kept in the
 //! shared session.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code may panic on what it set up
 
 mod support;
 

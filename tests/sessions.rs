@@ -1,5 +1,6 @@
 //! Tokens over HTTP: refresh rotation and reuse detection, logout, `/auth/session`, the JWKS
 //! document, and token tricks refused by a protected route.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code may panic on what it set up
 
 mod support;
 

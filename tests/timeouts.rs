@@ -1,5 +1,6 @@
 //! `request_timeout`: a client that does not finish its request in time gets 408, on gateway
 //! endpoints and on proxied routes alike, and the upstream never gets a complete request.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code may panic on what it set up
 
 mod support;
 

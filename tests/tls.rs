@@ -1,6 +1,7 @@
 //! HTTPS: a throwaway CA and certificate made at test time, HTTP/1.1 and HTTP/2 (ALPN) over
 //! TLS, `X-Forwarded-Proto: https`, and a certificate renewed by a reload while an
 //! established connection keeps working.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code may panic on what it set up
 
 mod support;
 

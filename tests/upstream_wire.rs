@@ -1,6 +1,7 @@
 //! The upstream side of the wire: response framings (length, chunked, until close), 1xx
 //! answers, HEAD, keep-alive reuse, pooled connections the upstream closed, and malformed,
 //! truncated or stalled responses, against a scripted upstream that writes raw bytes.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code may panic on what it set up
 
 mod support;
 

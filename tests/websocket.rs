@@ -1,6 +1,7 @@
 //! WebSocket upgrades over real sockets: a tunnel opens only when the upstream completes the
 //! handshake (a bare 101 is 502 and never tunnelled), a bad client handshake is 400, and an
 //! open tunnel closes when its session is revoked or its token expires.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code may panic on what it set up
 
 mod support;
 

@@ -1,6 +1,7 @@
 //! WeChat APIs behind the managed access_token: the relay on the admin listener, the
 //! token's single-flight fetch, retry and held failures, `checksession` on decrypt, and two
 //! instances sharing one token through Redis.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code may panic on what it set up
 
 mod support;
 

@@ -2,6 +2,7 @@
 //! as identity and provenance), `routing` (which upstream gets it, if any) and `limits`
 //! (bodies, head sizes and kept-alive connections). Here: raw requests and the checks on
 //! what they produced, shared by all three.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code may panic on what it set up
 
 #[path = "../support/mod.rs"]
 mod support;
