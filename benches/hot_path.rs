@@ -2,7 +2,8 @@
 //! injection, and the whole login path against an in-process mock WeChat.
 //!
 //! `cargo bench --bench hot_path`
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code may panic on what it set up
+// Test code may panic on what it set up, and its helpers are `pub` for the test files.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
@@ -12,9 +13,9 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use http::{HeaderValue, Method, Request};
 use wxgate::devtools::mock_wechat::{MockOptions, MockWechat};
-use wxgate::identity::Identity;
-use wxgate::proxy::clientip::ClientAddr;
-use wxgate::proxy::outgoing::{outgoing, Hop};
+use wxgate::ClientAddr;
+use wxgate::Identity;
+use wxgate::{outgoing, Hop};
 
 const SECRET: &str = "bench-secret-0123456789abcdef-0123456789";
 

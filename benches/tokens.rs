@@ -1,13 +1,14 @@
 //! Token verification: the full strict check against the verified-token cache.
 //!
 //! `cargo bench --bench tokens`
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code may panic on what it set up
+// Test code may panic on what it set up, and its helpers are `pub` for the test files.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use jsonwebtoken::Algorithm;
-use wxgate::proxy::verified::{ConnMemo, VerifiedTokens};
-use wxgate::secret::Secret;
 use wxgate::tokens::{self, Claims, Key, KeySet, Material, Policy};
+use wxgate::Secret;
+use wxgate::{ConnMemo, VerifiedTokens};
 
 const SECRET: &str = "bench-secret-0123456789abcdef-0123456789";
 

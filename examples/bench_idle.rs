@@ -5,7 +5,8 @@
 //! Talks over stdin/stdout so the script can measure in between:
 //! prints `ready N`, then for each `check` line on stdin prints `open K of N` (connections
 //! the server has not closed), and exits at end of input, closing everything.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code may panic on what it set up
+// Test code may panic on what it set up, and its helpers are `pub` for the test files.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 mod bench_http;
 

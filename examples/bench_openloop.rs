@@ -10,7 +10,8 @@
 //! connection is busy waits in a queue, its clock already running.
 //!
 //! Prints one line: `requests=… errors=… rps=… p50_us=… p90_us=… p99_us=… p999_us=… max_us=…`.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code may panic on what it set up
+// Test code may panic on what it set up, and its helpers are `pub` for the test files.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 mod bench_http;
 

@@ -4,7 +4,8 @@
 //! runs use `/`, where every setup costs the upstream the same answer.
 //!
 //! `bench_upstream 127.0.0.1:PORT` — one thread: it is pinned to one core with the proxy.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code may panic on what it set up
+// Test code may panic on what it set up, and its helpers are `pub` for the test files.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 use std::convert::Infallible;
 

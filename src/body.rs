@@ -14,13 +14,13 @@ use tokio::time::{Instant, Sleep};
 use crate::error::GatewayError;
 
 /// A response body: gateway-made bytes or the upstream's stream, without boxing.
-pub type ResBody = Either<Full<Bytes>, crate::upstream::UpstreamBody>;
+pub(crate) type ResBody = Either<Full<Bytes>, crate::upstream::UpstreamBody>;
 
-pub fn full(bytes: impl Into<Bytes>) -> ResBody {
+pub(crate) fn full(bytes: impl Into<Bytes>) -> ResBody {
     Either::Left(Full::new(bytes.into()))
 }
 
-pub fn empty() -> ResBody {
+pub(crate) fn empty() -> ResBody {
     Either::Left(Full::new(Bytes::new()))
 }
 

@@ -8,24 +8,24 @@ use serde_json::{Map, Value};
 pub type Ext = Map<String, Value>;
 
 /// Names of registered JWT claims (and wxgate's own): never a hook claim, never a claim header.
-pub const REGISTERED_CLAIMS: [&str; 11] = [
+pub(crate) const REGISTERED_CLAIMS: [&str; 11] = [
     "iss", "sub", "aud", "exp", "nbf", "iat", "jti", "sid", "appid", "unionid", "ext",
 ];
 /// The phone number comes from WeChat through `/auth/phone`, never from the hook; it may
 /// still be a claim header (injecting the session's verified phone).
-pub const PHONE: &str = "phone";
+pub(crate) const PHONE: &str = "phone";
 /// Longest claim string: it becomes a header value.
-pub const MAX_STRING_BYTES: usize = 256;
+pub(crate) const MAX_STRING_BYTES: usize = 256;
 /// Most bytes the serialized claims may take, so that a token carrying them stays well
 /// under [`crate::tokens::MAX_TOKEN_BYTES`] whatever the signing key (an RSA-8192
 /// signature alone is 1366 characters).
-pub const MAX_EXT_BYTES: usize = 1024;
+pub(crate) const MAX_EXT_BYTES: usize = 1024;
 /// Longest phone number claim (`+86 138 0013 8000` and the like).
-pub const MAX_PHONE_LEN: usize = 32;
+pub(crate) const MAX_PHONE_LEN: usize = 32;
 
 /// Why a set of claims was refused; the text names the claim and is safe to log.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ClaimProblem {
+pub(crate) enum ClaimProblem {
     #[error("claim name `{0}` is not 1 to 64 of [A-Za-z0-9_]")]
     BadName(String),
     #[error("claim `{0}` is reserved for wxgate")]
@@ -39,17 +39,17 @@ pub enum ClaimProblem {
 }
 
 /// `^[A-Za-z0-9_]{1,64}$`.
-pub fn is_claim_name(name: &str) -> bool {
+pub(crate) fn is_claim_name(name: &str) -> bool {
     (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 /// A name the hook may not set: a registered claim or `phone`.
-pub fn is_reserved(name: &str) -> bool {
+pub(crate) fn is_reserved(name: &str) -> bool {
     name == PHONE || REGISTERED_CLAIMS.contains(&name)
 }
 
 /// Checks every rule: names, reservation, scalar values, string limits, total size.
-pub fn check(ext: &Ext) -> Result<(), ClaimProblem> {
+pub(crate) fn check(ext: &Ext) -> Result<(), ClaimProblem> {
     for (name, value) in ext {
         if !is_claim_name(name) {
             return Err(ClaimProblem::BadName(truncated(name)));
@@ -74,7 +74,7 @@ pub fn check(ext: &Ext) -> Result<(), ClaimProblem> {
 }
 
 /// A claim value as header text: strings as they are, numbers and booleans as JSON writes them.
-pub fn render(value: &Value) -> Option<std::borrow::Cow<'_, str>> {
+pub(crate) fn render(value: &Value) -> Option<std::borrow::Cow<'_, str>> {
     match value {
         Value::String(s) => Some(std::borrow::Cow::Borrowed(s)),
         Value::Number(n) => Some(std::borrow::Cow::Owned(n.to_string())),
@@ -88,7 +88,7 @@ pub fn render(value: &Value) -> Option<std::borrow::Cow<'_, str>> {
 }
 
 /// A phone number claim: 1 to 32 characters of `[0-9+ -]`.
-pub fn is_phone(value: &str) -> bool {
+pub(crate) fn is_phone(value: &str) -> bool {
     (1..=MAX_PHONE_LEN).contains(&value.len())
         && value
             .bytes()

@@ -281,7 +281,7 @@ impl GatewayError {
 /// client's mistakes at debug, a failing dependency at warn, our own faults at error), then
 /// turned into its response. Logging the error's `Display` is safe: it names what happened
 /// with fixed text and never carries client input, secrets, codes, tokens or session keys.
-pub fn respond(error: GatewayError) -> Response<ResBody> {
+pub(crate) fn respond(error: GatewayError) -> Response<ResBody> {
     match error.blame() {
         Blame::Client => tracing::debug!(error = %error, "request refused"),
         Blame::Dependency => tracing::warn!(error = %error, "dependency failed"),
@@ -292,7 +292,7 @@ pub fn respond(error: GatewayError) -> Response<ResBody> {
 
 /// A JSON response with `Cache-Control: no-store`: nothing wxgate says is cacheable (the
 /// JWKS, `endpoints/jwks.rs`, is the one exception).
-pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<ResBody> {
+pub(crate) fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<ResBody> {
     let bytes = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
     let mut response = Response::new(body::full(Bytes::from(bytes)));
     *response.status_mut() = status;

@@ -16,7 +16,7 @@ use crate::error::GatewayError;
 use crate::settings::LoginHook;
 
 /// The largest hook answer read; the rest is never read.
-pub const MAX_ANSWER_BYTES: usize = 4096;
+pub(crate) const MAX_ANSWER_BYTES: usize = 4096;
 
 pub struct HookClient {
     http: reqwest::Client,

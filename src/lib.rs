@@ -63,28 +63,45 @@
 //! that answers with what it received) and `devtools::demo` (both wired to a gateway).
 #![forbid(unsafe_code)]
 
-pub mod body;
-pub mod claims;
+mod body;
+mod claims;
 pub mod cli;
 pub mod config;
 pub mod devtools;
-pub mod endpoints;
-pub mod error;
-pub mod gateway;
-pub mod hook;
-pub mod identity;
-pub mod ops;
-pub mod proxy;
-pub mod ratelimit;
-pub mod secret;
-pub mod server;
+mod endpoints;
+mod error;
+mod gateway;
+mod hook;
+mod identity;
+mod ops;
+mod proxy;
+mod ratelimit;
+mod secret;
+mod server;
 pub mod settings;
-pub mod store;
-pub mod tls;
+mod store;
+mod tls;
 pub mod tokens;
-pub mod upstream;
-pub mod userdata;
-pub mod wechat;
+mod upstream;
+mod userdata;
+mod wechat;
 
+// The library's surface: the modules above that are `pub` (the command line, the
+// configuration and its checked form, tokens, the development tools) and these items, which
+// the binary, the tests, the benchmarks and the fuzz targets use. Everything else is
+// private to the crate, so the compiler reports what nothing uses.
+pub use claims::Ext;
+pub use error::GatewayError;
 pub use gateway::Gateway;
+pub use identity::Identity;
+pub use ops::logwriter::flush as flush_logs;
+pub use ops::metrics::sample as metric_sample;
+pub use proxy::clientip::ClientAddr;
+pub use proxy::outgoing::{outgoing, Hop};
+pub use proxy::path::canonicalize;
+pub use proxy::routes::{Miss, Route};
+pub use proxy::verified::{ConnMemo, VerifiedTokens};
+pub use secret::Secret;
 pub use server::{run, Listeners};
+pub use store::Store;
+pub use wechat::{AccessTokens, WechatClient};

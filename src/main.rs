@@ -20,7 +20,7 @@ use wxgate::{Gateway, Listeners};
 fn main() -> ExitCode {
     let code = dispatch();
     // Batched log lines still waiting are written before the process ends.
-    wxgate::ops::logwriter::flush();
+    wxgate::flush_logs();
     code
 }
 

@@ -13,7 +13,7 @@ use rustls::ServerConfig;
 
 /// Builds the server config from a PEM certificate chain (leaf first) and a PEM private key
 /// (PKCS#8, PKCS#1 or SEC1). Messages name what is wrong, never the key's contents.
-pub fn server_config(chain_pem: &[u8], key_pem: &[u8]) -> Result<Arc<ServerConfig>, String> {
+pub(crate) fn server_config(chain_pem: &[u8], key_pem: &[u8]) -> Result<Arc<ServerConfig>, String> {
     let chain = CertificateDer::pem_slice_iter(chain_pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|_| "the certificate file is not valid PEM".to_string())?;

@@ -13,16 +13,16 @@ use serde_json::{Map, Value};
 
 /// Decryption failed; deliberately says nothing about why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DecryptFailed;
+pub(crate) struct DecryptFailed;
 
 /// What the plaintext must agree with.
-pub struct Expect<'a> {
+pub(crate) struct Expect<'a> {
     pub appid: &'a str,
     pub openid: &'a str,
 }
 
 /// `signature == sha1(rawData + session_key)` in lowercase hex, compared in constant time.
-pub fn signature_matches(raw_data: &str, session_key: &str, signature: &str) -> bool {
+pub(crate) fn signature_matches(raw_data: &str, session_key: &str, signature: &str) -> bool {
     let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY);
     ctx.update(raw_data.as_bytes());
     ctx.update(session_key.as_bytes());
@@ -41,7 +41,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// AES-128-CBC with strict PKCS#7, then a JSON object whose watermark names our app and
 /// whose `openId`, when present, is the session's.
-pub fn decrypt(
+pub(crate) fn decrypt(
     session_key: &str,
     encrypted: &str,
     iv: &str,

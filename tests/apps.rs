@@ -1,6 +1,7 @@
 //! Several mini-programs behind one gateway: `appid` in the login body picks the app, tokens
 //! carry it, routes can be limited to some apps, and codes and access_tokens are per app.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code may panic on what it set up
+// Test code may panic on what it set up, and its helpers are `pub` for the test files.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 mod support;
 

@@ -5,7 +5,8 @@
 //!
 //! Metrics are process-wide: only `a_wechat_failing_every_auxiliary_call_leaves_login_working`
 //! opens the `checksession` and `getuserphonenumber` breakers, so only it reads their gauges.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code may panic on what it set up
+// Test code may panic on what it set up, and its helpers are `pub` for the test files.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 mod support;
 
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use support::{ConfigBuilder, World};
 use wxgate::devtools::mock_wechat::Failure;
-use wxgate::ops::metrics::sample;
+use wxgate::metric_sample as sample;
 
 const CHECKSESSION: &str = "/wxa/checksession";
 const PHONE: &str = "/wxa/business/getuserphonenumber";

@@ -1,6 +1,7 @@
 //! Tokens other tooling mints: exactly SPEC's required claims verify, wxgate's own claims
 //! are optional, and claims wxgate does not know are ignored, never forwarded.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code may panic on what it set up
+// Test code may panic on what it set up, and its helpers are `pub` for the test files.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 mod support;
 

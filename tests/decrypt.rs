@@ -1,6 +1,7 @@
 //! `POST /auth/decrypt`: the session's key opens WeChat's encrypted user data; tampered IVs,
 //! foreign watermarks, other users' openIds and bad signatures all get one answer.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code may panic on what it set up
+// Test code may panic on what it set up, and its helpers are `pub` for the test files.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 mod support;
 

@@ -1,6 +1,7 @@
 //! `wxgate demo` as a new user meets it: it starts, prints where the gateway is, and the
 //! walkthrough's steps behave as printed.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code may panic on what it set up
+// Test code may panic on what it set up, and its helpers are `pub` for the test files.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 mod support;
 

@@ -3,7 +3,8 @@
 //! (stalled bodies are in `timeouts.rs`, WebSocket upgrades in `websocket.rs`). Each case
 //! checks what the client got, whether the connection was closed, and that the upstream
 //! never got a smuggled request.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code may panic on what it set up
+// Test code may panic on what it set up, and its helpers are `pub` for the test files.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 mod support;
 

@@ -1,6 +1,7 @@
 //! The login hook over real HTTP: its claims in tokens, sessions and claim headers; every way
 //! it can deny or fail a login; what it is told and never told; `auth = "phone"` routes.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code may panic on what it set up
+// Test code may panic on what it set up, and its helpers are `pub` for the test files.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 mod support;
 

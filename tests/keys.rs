@@ -1,7 +1,8 @@
 //! Asymmetric signing keys over HTTP: login with RS256/ES256/EdDSA, the JWKS and how an
 //! upstream verifies with it, algorithm confusion, zero-downtime rotation through reloads,
 //! and `wxgate keygen` output used as a key file by `wxgate check`.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code may panic on what it set up
+// Test code may panic on what it set up, and its helpers are `pub` for the test files.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 mod support;
 

@@ -1,6 +1,7 @@
 //! The process around the gateway: graceful shutdown, the real binary's exit codes and
 //! signals, the admin listener, and a scan of everything it logged for secrets.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code may panic on what it set up
+// Test code may panic on what it set up, and its helpers are `pub` for the test files.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 mod support;
 

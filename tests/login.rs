@@ -1,6 +1,7 @@
 //! `POST /auth/login`: every row of SPEC's login error table, the first-wins code gate,
 //! and what a successful answer does and does not contain.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code may panic on what it set up
+// Test code may panic on what it set up, and its helpers are `pub` for the test files.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 mod support;
 

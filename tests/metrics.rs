@@ -3,7 +3,8 @@
 //!
 //! Metrics are process-wide and tests run in parallel in one process, so every assertion
 //! is about a series only its own test touches, or about an increase.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code may panic on what it set up
+// Test code may panic on what it set up, and its helpers are `pub` for the test files.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 mod support;
 
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::World;
-use wxgate::ops::metrics::sample;
+use wxgate::metric_sample as sample;
 
 async fn scrape(world: &World) -> String {
     let response = world

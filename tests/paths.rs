@@ -1,7 +1,8 @@
 //! Path confusion on raw sockets: every ambiguous form SPEC refuses is 400 `invalid_path`
 //! before routing, clean paths pass untouched, escapes of unreserved characters route and
 //! forward in one canonical form, fragments never travel, and the query is never path-checked.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code may panic on what it set up
+// Test code may panic on what it set up, and its helpers are `pub` for the test files.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 mod support;
 

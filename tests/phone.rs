@@ -1,7 +1,8 @@
 //! `POST /auth/phone`: the getPhoneNumber button's code becomes the session's phone number,
 //! fetched with the managed access_token; `auth = "phone"` routes admit the new token and
 //! `X-Phone` carries the number upstream.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code may panic on what it set up
+// Test code may panic on what it set up, and its helpers are `pub` for the test files.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 mod support;
 

@@ -2,7 +2,8 @@
 //! refresh rotation, revocation reaching every instance (and its WebSocket tunnels), Redis
 //! failing and returning, and the login hook's claims and the phone number kept in the
 //! shared session.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code may panic on what it set up
+// Test code may panic on what it set up, and its helpers are `pub` for the test files.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 mod support;
 

@@ -1,6 +1,7 @@
 //! Reload under load: while clients keep calling, the configuration is swapped again and
 //! again (routes, upstreams, limits); no request fails, and sessions survive.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code may panic on what it set up
+// Test code may panic on what it set up, and its helpers are `pub` for the test files.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 mod support;
 

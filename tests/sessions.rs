@@ -1,6 +1,7 @@
 //! Tokens over HTTP: refresh rotation and reuse detection, logout, `/auth/session`, the JWKS
 //! document, and token tricks refused by a protected route.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code may panic on what it set up
+// Test code may panic on what it set up, and its helpers are `pub` for the test files.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 mod support;
 

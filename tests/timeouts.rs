@@ -1,6 +1,7 @@
 //! `request_timeout`: a client that does not finish its request in time gets 408, on gateway
 //! endpoints and on proxied routes alike, and the upstream never gets a complete request.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code may panic on what it set up
+// Test code may panic on what it set up, and its helpers are `pub` for the test files.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 mod support;
 

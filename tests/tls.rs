@@ -1,7 +1,8 @@
 //! HTTPS: a throwaway CA and certificate made at test time, HTTP/1.1 and HTTP/2 (ALPN) over
 //! TLS, `X-Forwarded-Proto: https`, and a certificate renewed by a reload while an
 //! established connection keeps working.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code may panic on what it set up
+// Test code may panic on what it set up, and its helpers are `pub` for the test files.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 mod support;
 
@@ -181,8 +182,7 @@ async fn without_alpn_a_tls_client_speaks_http1_and_its_connection_is_counted() 
         .text()
         .await
         .expect("text");
-    let open =
-        wxgate::ops::metrics::sample(&metrics, "wxgate_open_connections{listener=\"https\"}");
+    let open = wxgate::metric_sample(&metrics, "wxgate_open_connections{listener=\"https\"}");
     assert!(
         open >= 1.0,
         "the open TLS connection is not counted:\n{metrics}"

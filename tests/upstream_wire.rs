@@ -1,7 +1,8 @@
 //! The upstream side of the wire: response framings (length, chunked, until close), 1xx
 //! answers, HEAD, keep-alive reuse, pooled connections the upstream closed, and malformed,
 //! truncated or stalled responses, against a scripted upstream that writes raw bytes.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code may panic on what it set up
+// Test code may panic on what it set up, and its helpers are `pub` for the test files.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 mod support;
 

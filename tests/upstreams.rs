@@ -1,7 +1,8 @@
 //! Several upstreams per route: round-robin, passive ejection of a target that refuses
 //! connections and its return after `eject_for`, and a retry on another target only for
 //! idempotent requests without a body, which never reached the refusing target.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code may panic on what it set up
+// Test code may panic on what it set up, and its helpers are `pub` for the test files.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 mod support;
 

@@ -1,7 +1,8 @@
 //! WebSocket upgrades over real sockets: a tunnel opens only when the upstream completes the
 //! handshake (a bare 101 is 502 and never tunnelled), a bad client handshake is 400, and an
 //! open tunnel closes when its session is revoked or its token expires.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code may panic on what it set up
+// Test code may panic on what it set up, and its helpers are `pub` for the test files.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 mod support;
 

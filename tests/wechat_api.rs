@@ -1,7 +1,8 @@
 //! WeChat APIs behind the managed access_token: the relay on the admin listener, the
 //! token's single-flight fetch, retry and held failures, `checksession` on decrypt, and two
 //! instances sharing one token through Redis.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code may panic on what it set up
+// Test code may panic on what it set up, and its helpers are `pub` for the test files.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 mod support;
 

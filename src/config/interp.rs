@@ -3,10 +3,15 @@
 use toml::Value;
 
 /// Looks up an environment variable (the process environment, or a table in tests).
-pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+pub(super) type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 /// Replaces `${NAME}` in every string value; records one message per failing string.
-pub fn interpolate(value: &mut Value, env: Env<'_>, path: &mut String, errors: &mut Vec<String>) {
+pub(super) fn interpolate(
+    value: &mut Value,
+    env: Env<'_>,
+    path: &mut String,
+    errors: &mut Vec<String>,
+) {
     match value {
         Value::String(text) if text.contains("${") => match expand(text, env) {
             Ok(expanded) => *text = expanded,

@@ -11,7 +11,7 @@ use crate::store::Session;
 use crate::userdata::{self, Expect};
 use crate::wechat::KeyVerdict;
 
-pub async fn decrypt(
+pub(super) async fn decrypt(
     call: Call<'_>,
     request: Request<Incoming>,
 ) -> Result<Response<ResBody>, GatewayError> {

@@ -11,7 +11,7 @@ use crate::gateway::Runtime;
 const CACHE: &str = "public, max-age=300";
 
 /// The document is serialized when the key set is built, so answering copies no key data.
-pub fn jwks(runtime: &Runtime) -> Response<ResBody> {
+pub(super) fn jwks(runtime: &Runtime) -> Response<ResBody> {
     let mut response = Response::new(body::full(runtime.settings.auth.keys.jwks().clone()));
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));

@@ -15,7 +15,7 @@ use crate::tokens;
 /// Longest code accepted; WeChat documents no format, this is local hygiene.
 const MAX_CODE_LEN: usize = 128;
 
-pub async fn login(
+pub(super) async fn login(
     call: Call<'_>,
     request: Request<Incoming>,
 ) -> Result<Response<ResBody>, GatewayError> {

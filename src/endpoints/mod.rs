@@ -24,10 +24,10 @@ use crate::tokens::{self, Claims};
 
 /// Gateway endpoint bodies are small JSON documents.
 const MAX_ENDPOINT_BODY: u64 = 64 * 1024;
-pub const JWKS_PATH: &str = "/.well-known/jwks.json";
+pub(crate) const JWKS_PATH: &str = "/.well-known/jwks.json";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
+pub(crate) enum Endpoint {
     Login,
     Refresh,
     Logout,
@@ -39,7 +39,7 @@ pub enum Endpoint {
 
 impl Endpoint {
     /// Every endpoint, in declaration order: `ALL[e as usize] == e`.
-    pub const ALL: [Endpoint; 7] = [
+    pub(crate) const ALL: [Endpoint; 7] = [
         Self::Login,
         Self::Refresh,
         Self::Logout,
@@ -50,7 +50,7 @@ impl Endpoint {
     ];
 
     /// The endpoint a canonical path names, if any.
-    pub fn find(path: &str, prefix: &str) -> Option<Self> {
+    pub(crate) fn find(path: &str, prefix: &str) -> Option<Self> {
         if path == JWKS_PATH {
             return Some(Self::Jwks);
         }
@@ -72,7 +72,7 @@ impl Endpoint {
         }
     }
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Login => "login",
             Self::Refresh => "refresh",
@@ -86,13 +86,13 @@ impl Endpoint {
 }
 
 /// Everything an endpoint needs about the request besides its body.
-pub struct Call<'a> {
+pub(crate) struct Call<'a> {
     pub runtime: &'a Runtime,
     pub client: ClientAddr,
     pub deadline: tokio::time::Instant,
 }
 
-pub async fn handle(
+pub(crate) async fn handle(
     endpoint: Endpoint,
     call: Call<'_>,
     request: Request<Incoming>,

@@ -13,7 +13,7 @@ use crate::body::ResBody;
 use crate::error::{json_response, GatewayError};
 use crate::store::Session;
 
-pub async fn phone(
+pub(super) async fn phone(
     call: Call<'_>,
     request: Request<Incoming>,
 ) -> Result<Response<ResBody>, GatewayError> {

@@ -25,7 +25,7 @@ fn could_be_refresh_token(presented: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-pub async fn refresh(
+pub(super) async fn refresh(
     call: Call<'_>,
     request: Request<Incoming>,
 ) -> Result<Response<ResBody>, GatewayError> {
@@ -68,7 +68,7 @@ pub async fn refresh(
     }
 }
 
-pub async fn logout(
+pub(super) async fn logout(
     call: Call<'_>,
     request: Request<Incoming>,
 ) -> Result<Response<ResBody>, GatewayError> {
@@ -87,7 +87,7 @@ pub async fn logout(
     Ok(response)
 }
 
-pub async fn describe(
+pub(super) async fn describe(
     call: Call<'_>,
     request: Request<Incoming>,
 ) -> Result<Response<ResBody>, GatewayError> {

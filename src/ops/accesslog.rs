@@ -18,7 +18,7 @@ thread_local! {
 }
 
 /// Writes `record`'s access line, when access lines are enabled.
-pub fn write(record: &Record, total: Duration, bytes: u64, complete: bool) {
+pub(crate) fn write(record: &Record, total: Duration, bytes: u64, complete: bool) {
     if !tracing::enabled!(target: "wxgate::access", tracing::Level::INFO) {
         return;
     }

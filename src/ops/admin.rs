@@ -10,7 +10,7 @@ use crate::body::{self, ResBody};
 use crate::error::{json_response, respond, GatewayError};
 use crate::gateway::Gateway;
 
-pub async fn handle(gateway: &Gateway, request: Request<Incoming>) -> Response<ResBody> {
+pub(crate) async fn handle(gateway: &Gateway, request: Request<Incoming>) -> Response<ResBody> {
     if request.uri().path().starts_with(crate::ops::relay::PREFIX) {
         return crate::ops::relay::handle(gateway, request).await;
     }

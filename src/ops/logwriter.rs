@@ -25,13 +25,13 @@ static FORMAT: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0)
 
 /// The format access lines are written in, when the binary set up logging.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Format {
+pub(crate) enum Format {
     Text,
     Json,
 }
 
 /// Records that `tracing` writes through this module, in `format`.
-pub fn install(format: Format) {
+pub(crate) fn install(format: Format) {
     let code = match format {
         Format::Text => 1,
         Format::Json => 2,
@@ -40,7 +40,7 @@ pub fn install(format: Format) {
 }
 
 /// The access-line format, or `None` when logging does not go through this module.
-pub fn format() -> Option<Format> {
+pub(crate) fn format() -> Option<Format> {
     match FORMAT.load(Ordering::Relaxed) {
         1 => Some(Format::Text),
         2 => Some(Format::Json),
@@ -49,7 +49,7 @@ pub fn format() -> Option<Format> {
 }
 
 /// Appends one finished line (with its newline) to the batch.
-pub fn append(line: &[u8]) {
+pub(crate) fn append(line: &[u8]) {
     BatchedStderr.start();
     let mut pending = PENDING.lock().unwrap_or_else(PoisonError::into_inner);
     pending.extend_from_slice(line);
@@ -60,7 +60,7 @@ pub fn append(line: &[u8]) {
 
 /// The `MakeWriter` for `tracing_subscriber::fmt`.
 #[derive(Clone, Copy, Default)]
-pub struct BatchedStderr;
+pub(crate) struct BatchedStderr;
 
 /// Writes everything waiting; called by the flusher, for warnings, and before exit.
 pub fn flush() {
@@ -78,7 +78,7 @@ fn write_out(pending: &mut Vec<u8>) {
     pending.clear();
 }
 
-pub struct LineWriter {
+pub(crate) struct LineWriter {
     urgent: bool,
 }
 

@@ -18,7 +18,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 /// The content type of [`render`]'s output.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Seconds: 0.5 ms to 10 s, for request and dependency latencies.
 const LATENCY_BUCKETS: [f64; 14] = [
@@ -239,14 +239,14 @@ impl RouteMetrics {
 }
 
 /// A login's outcome: `ok` or the error code answered.
-pub fn login(outcome: &'static str) {
+pub(crate) fn login(outcome: &'static str) {
     METRICS.logins.get_or_create(&Outcome { outcome }).inc();
 }
 
 /// A non-zero errcode from WeChat, by class: `code` (the user's code or phone code was
 /// refused), `token` (access_token refused), `rate_limit`, `quota`, `busy`,
 /// `credentials` (our appid/secret), `session_key`, `other`.
-pub fn wechat_errcode(api: &'static str, errcode: i64) {
+pub(crate) fn wechat_errcode(api: &'static str, errcode: i64) {
     let errcode_class = match errcode {
         -1 => "busy",
         45011 => "rate_limit",
@@ -264,7 +264,7 @@ pub fn wechat_errcode(api: &'static str, errcode: i64) {
 }
 
 /// A WeChat API call and how it ended (`ok`, `errcode`, `timeout`, `error`).
-pub fn wechat_call(api: &'static str, outcome: &'static str, elapsed: Duration) {
+pub(crate) fn wechat_call(api: &'static str, outcome: &'static str, elapsed: Duration) {
     METRICS
         .wechat_seconds
         .get_or_create(&ApiLabels { api, outcome })
@@ -289,7 +289,7 @@ static HOT: LazyLock<HotCounters> = LazyLock::new(|| {
 });
 
 /// An access-token check: `valid`, or the refusal (`expired`, `bad_signature`, `revoked`…).
-pub fn verification(outcome: &'static str) {
+pub(crate) fn verification(outcome: &'static str) {
     if outcome == "valid" {
         HOT.valid.inc();
     } else {
@@ -300,7 +300,7 @@ pub fn verification(outcome: &'static str) {
     }
 }
 
-pub fn verified_cache(hit: bool) {
+pub(crate) fn verified_cache(hit: bool) {
     if hit {
         HOT.hit.inc();
     } else {
@@ -309,9 +309,9 @@ pub fn verified_cache(hit: bool) {
 }
 
 /// Counts an open connection until the guard drops.
-pub struct ConnectionGuard(Gauge);
+pub(crate) struct ConnectionGuard(Gauge);
 
-pub fn connection_opened(listener: &'static str) -> ConnectionGuard {
+pub(crate) fn connection_opened(listener: &'static str) -> ConnectionGuard {
     let gauge = METRICS
         .connections
         .get_or_create_owned(&ListenerLabel { listener });
@@ -326,7 +326,7 @@ impl Drop for ConnectionGuard {
 }
 
 /// A configuration load: `ok` (also at start-up) or `failed`.
-pub fn reload(ok: bool) {
+pub(crate) fn reload(ok: bool) {
     let outcome = if ok { "ok" } else { "failed" };
     METRICS.reloads.get_or_create(&Outcome { outcome }).inc();
     if ok {
@@ -340,13 +340,13 @@ pub fn reload(ok: bool) {
 /// The WeChat call gates, one per API: calls in flight, shed calls and the breaker state.
 ///
 /// A new gate makes its gauges' series exist (at 0 when new), so dashboards see every API.
-pub fn wechat_gate_created(api: &'static str) {
+pub(crate) fn wechat_gate_created(api: &'static str) {
     let label = ApiLabel { api };
     drop(METRICS.wechat_in_flight.get_or_create(&label));
     drop(METRICS.breaker_open.get_or_create(&label));
 }
 
-pub fn wechat_in_flight(api: &'static str, delta: i64) {
+pub(crate) fn wechat_in_flight(api: &'static str, delta: i64) {
     METRICS
         .wechat_in_flight
         .get_or_create(&ApiLabel { api })
@@ -354,21 +354,21 @@ pub fn wechat_in_flight(api: &'static str, delta: i64) {
 }
 
 /// A call answered locally: `too_many_in_flight`, `circuit_open` or `rate_limited`.
-pub fn wechat_shed(api: &'static str, outcome: &'static str) {
+pub(crate) fn wechat_shed(api: &'static str, outcome: &'static str) {
     METRICS
         .wechat_shed
         .get_or_create(&ApiLabels { api, outcome })
         .inc();
 }
 
-pub fn wechat_circuit_open(api: &'static str, open: bool) {
+pub(crate) fn wechat_circuit_open(api: &'static str, open: bool) {
     METRICS
         .breaker_open
         .get_or_create(&ApiLabel { api })
         .set(i64::from(open));
 }
 
-pub fn render() -> String {
+pub(crate) fn render() -> String {
     let mut out = String::new();
     if encode(&mut out, &METRICS.registry).is_err() {
         out.clear();

@@ -2,8 +2,8 @@
 //! WeChat API relay ([`relay`]), the metrics it serves ([`metrics`]), and the log output
 //! ([`logwriter`]) with the access-line formatter ([`accesslog`]).
 
-pub mod accesslog;
-pub mod admin;
-pub mod logwriter;
-pub mod metrics;
-pub mod relay;
+pub(crate) mod accesslog;
+pub(crate) mod admin;
+pub(crate) mod logwriter;
+pub(crate) mod metrics;
+pub(crate) mod relay;

@@ -20,11 +20,11 @@ use crate::gateway::Gateway;
 use crate::wechat::{RelayAnswer, RelayCall};
 
 /// Where the relay lives on the admin listener.
-pub const PREFIX: &str = "/wechat";
+pub(crate) const PREFIX: &str = "/wechat";
 /// Request bodies (message payloads, content-security text) are small.
 const MAX_REQUEST_BYTES: u64 = 1024 * 1024;
 
-pub async fn handle(gateway: &Gateway, request: Request<Incoming>) -> Response<ResBody> {
+pub(crate) async fn handle(gateway: &Gateway, request: Request<Incoming>) -> Response<ResBody> {
     match relay(gateway, request).await {
         Ok(answer) => {
             let mut response = Response::new(body::full(answer.body));

@@ -17,7 +17,7 @@ use crate::ops::metrics::RouteMetrics;
 
 /// What is known about a request when its response head is ready. Its route (a prefix,
 /// `endpoint:login`…, or `-`) is the label of its metric handles.
-pub struct Record {
+pub(crate) struct Record {
     pub started: Instant,
     pub request_id: HeaderValue,
     pub client_ip: IpAddr,
@@ -41,14 +41,14 @@ impl Record {
 }
 
 /// A response body that counts what it sends and logs the request when it ends.
-pub struct Logged<B: Body> {
+pub(crate) struct Logged<B: Body> {
     inner: B,
     bytes: u64,
     record: Option<Box<Record>>,
 }
 
 impl<B: Body> Logged<B> {
-    pub fn new(inner: B, record: Record) -> Self {
+    pub(crate) fn new(inner: B, record: Record) -> Self {
         Self {
             inner,
             bytes: 0,

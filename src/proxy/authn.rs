@@ -7,19 +7,18 @@ use http::header::{HeaderMap, HeaderName, AUTHORIZATION};
 use super::routes::{AuthMode, Route};
 use crate::error::GatewayError;
 use crate::gateway::Runtime;
-pub use crate::identity::Identity;
+pub(crate) use crate::identity::Identity;
 use crate::proxy::verified::ConnMemo;
 use crate::tokens::{Policy, TokenError};
 
-/// The credential a request carries, and the header it came in.
-pub struct Credential<'a> {
-    pub header: &'a HeaderName,
+/// The credential a request carries.
+pub(crate) struct Credential<'a> {
     pub token: &'a str,
 }
 
 /// Finds the token among the configured headers. Two credentials (two `Authorization`
 /// headers, or tokens in two configured headers) are refused rather than guessed between.
-pub fn credential<'a>(
+pub(crate) fn credential<'a>(
     headers: &'a HeaderMap,
     names: &'a [HeaderName],
 ) -> Result<Option<Credential<'a>>, GatewayError> {
@@ -42,10 +41,7 @@ pub fn credential<'a>(
         } else {
             text.trim()
         };
-        found = Some(Credential {
-            header: name,
-            token,
-        });
+        found = Some(Credential { token });
     }
     Ok(found)
 }
@@ -62,7 +58,7 @@ fn bearer(value: &str) -> Result<&str, GatewayError> {
 /// reading of the header: authentication takes the token from it, and with
 /// `forward_token = false` forwarding removes exactly the values it says are bearer
 /// credentials.
-pub fn bearer_scheme(value: &str) -> Option<&str> {
+pub(crate) fn bearer_scheme(value: &str) -> Option<&str> {
     let value = value.trim_matches([' ', '\t']);
     let (scheme, rest) = value.split_once([' ', '\t']).unwrap_or((value, ""));
     scheme
@@ -74,7 +70,7 @@ pub fn bearer_scheme(value: &str) -> Option<&str> {
 /// was not revoked. No store round trip: access tokens are self-contained, and revocations
 /// are a local lookup, made on every call whether the cache hit or not. `memo` is the
 /// client connection's, when the token came on one.
-pub fn verify(
+pub(crate) fn verify(
     runtime: &Runtime,
     token: &str,
     memo: Option<&ConnMemo>,
@@ -105,7 +101,7 @@ pub fn verify(
 
 /// The route's auth policy: its auth mode, its `apps` and `auth = "phone"`. Returns the
 /// verified identity, if any.
-pub fn for_route(
+pub(crate) fn for_route(
     runtime: &Runtime,
     route: &Route,
     headers: &HeaderMap,

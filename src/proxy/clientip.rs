@@ -13,7 +13,7 @@ pub struct ClientAddr {
     pub peer_trusted: bool,
 }
 
-pub fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
+pub(crate) fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
     let ip = canonical(ip);
     trusted.iter().any(|net| net.contains(&ip))
 }
@@ -28,7 +28,7 @@ fn canonical(ip: IpAddr) -> IpAddr {
 
 /// Walks `X-Forwarded-For` from the right, past trusted proxies, to the first untrusted hop.
 /// Only a trusted peer's chain is read at all; anything unparsable ends the walk.
-pub fn derive(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> ClientAddr {
+pub(crate) fn derive(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> ClientAddr {
     let peer = canonical(peer);
     if !is_trusted(peer, trusted) {
         return ClientAddr {

@@ -5,15 +5,15 @@ use http::header::{HeaderMap, HeaderName, CONNECTION};
 use http::HeaderValue;
 
 /// Headers wxgate writes on every forwarded request (and `X-Request-Id` on every answer).
-pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-pub const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
-pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-pub const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+pub(crate) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub(crate) const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub(crate) const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub(crate) const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub(crate) const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 
 /// Hop-by-hop headers of RFC 9110 7.6.1, plus the non-standard ones proxies still see.
-pub const HOP_BY_HOP: [&str; 9] = [
+pub(crate) const HOP_BY_HOP: [&str; 9] = [
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -26,12 +26,12 @@ pub const HOP_BY_HOP: [&str; 9] = [
 ];
 
 /// Whether `name` is hop-by-hop by definition (not by being named in `Connection`).
-pub fn is_hop_by_hop(name: &HeaderName) -> bool {
+pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(&name.as_str())
 }
 
 /// The headers the `Connection` header names: hop-by-hop for this message only.
-pub fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
+pub(crate) fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
     if !headers.contains_key(CONNECTION) {
         return Vec::new();
     }
@@ -45,7 +45,7 @@ pub fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
 }
 
 /// Removes hop-by-hop headers and every header the `Connection` header names.
-pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
     for name in connection_named(headers) {
         headers.remove(name);
     }
@@ -66,7 +66,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
 /// Whether `name` folds (case-insensitive, `_` as `-`) to one of `strip`, which holds folded
 /// names: an identity header in some spelling. WSGI, CGI and PHP map `X_OpenId` and
 /// `X-OpenId` to one variable.
-pub fn is_identity(name: &HeaderName, strip: &[String]) -> bool {
+pub(crate) fn is_identity(name: &HeaderName, strip: &[String]) -> bool {
     strip.iter().any(|s| folds_to(name.as_str(), s))
 }
 
@@ -82,7 +82,7 @@ const FORWARDING: [&str; 5] = [
 /// Whether `name` is an underscore spelling of a forwarding header (`X_Real_IP`). CGI, PHP
 /// and WSGI stacks fold it into the same variable as the real one, which wxgate replaces
 /// or vouches for; no proxy sends these spellings, so they are removed from everyone.
-pub fn is_forwarding_alias(name: &HeaderName) -> bool {
+pub(crate) fn is_forwarding_alias(name: &HeaderName) -> bool {
     let name = name.as_str();
     name.contains('_') && FORWARDING.iter().any(|f| folds_to(name, f))
 }
@@ -97,7 +97,7 @@ fn folds_to(name: &str, folded: &str) -> bool {
 }
 
 /// `X-Request-Id` values kept from clients: `^[A-Za-z0-9._-]{1,128}$`.
-pub fn acceptable_request_id(value: &HeaderValue) -> bool {
+pub(crate) fn acceptable_request_id(value: &HeaderValue) -> bool {
     let bytes = value.as_bytes();
     (1..=128).contains(&bytes.len())
         && bytes

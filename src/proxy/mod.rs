@@ -1,17 +1,17 @@
 //! The request path, as named phases: admit (framing and limits) → canonical path →
 //! gateway endpoint or route → authenticate → forward → respond, with one access-log line.
 
-pub mod access;
+pub(crate) mod access;
 mod admit;
-pub mod authn;
-pub mod clientip;
-pub mod forward;
-pub mod headers;
-pub mod outgoing;
-pub mod path;
-pub mod routes;
-pub mod upgrade;
-pub mod verified;
+pub(crate) mod authn;
+pub(crate) mod clientip;
+pub(crate) mod forward;
+pub(crate) mod headers;
+pub(crate) mod outgoing;
+pub(crate) mod path;
+pub(crate) mod routes;
+pub(crate) mod upgrade;
+pub(crate) mod verified;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -37,7 +37,7 @@ use routes::{Miss, Route};
 use verified::ConnMemo;
 
 /// What the server knows about the connection a request came on; its requests share it.
-pub struct ClientConn {
+pub(crate) struct ClientConn {
     pub peer: SocketAddr,
     pub tls: bool,
     /// The peer's IP as a header value, made once per connection: it is what
@@ -48,7 +48,7 @@ pub struct ClientConn {
 }
 
 impl ClientConn {
-    pub fn new(peer: SocketAddr, tls: bool) -> Self {
+    pub(crate) fn new(peer: SocketAddr, tls: bool) -> Self {
         let peer_value = HeaderValue::from_str(&peer.ip().to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("-"));
         Self {
@@ -73,7 +73,7 @@ struct Trail {
 /// head is released before hyper next reads from the connection, so hyper reuses its read
 /// buffer instead of allocating another, and the returned future holds only what the wait
 /// needs.
-pub fn handle(
+pub(crate) fn handle(
     gateway: Arc<Gateway>,
     conn: Arc<ClientConn>,
     request: Request<Incoming>,

@@ -153,7 +153,7 @@ impl RouteTable {
 }
 
 /// `/api` matches `/api` and `/api/...`, never `/apix`; `/` matches everything.
-pub fn prefix_matches(prefix: &str, path: &str) -> bool {
+pub(crate) fn prefix_matches(prefix: &str, path: &str) -> bool {
     match path.strip_prefix(prefix) {
         Some(rest) => prefix == "/" || rest.is_empty() || rest.starts_with('/'),
         None => false,

@@ -22,7 +22,7 @@ use crate::store::{RevocationWatch, Store};
 use crate::upstream::Switched;
 
 /// A tunnel with no traffic either way for this long is closed.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// RFC 6455 1.3: what the server appends to the client's key before hashing it.
 const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -31,7 +31,7 @@ const ACCEPT_LEN: usize = 28;
 
 /// An HTTP/1.1 `Connection: upgrade` + `Upgrade: websocket` request. Any other protocol
 /// (`h2c` above all) is not an upgrade wxgate honours: its headers are simply dropped.
-pub fn is_websocket(headers: &HeaderMap, version: Version) -> bool {
+pub(crate) fn is_websocket(headers: &HeaderMap, version: Version) -> bool {
     version == Version::HTTP_11 && names_upgrade(headers) && upgrades_to_websocket(headers)
 }
 
@@ -56,18 +56,18 @@ fn upgrades_to_websocket(headers: &HeaderMap) -> bool {
 
 /// The upgrade headers of a forwarded WebSocket request, as header lines: the two
 /// hop-by-hop headers an upgrade needs, after hygiene removed the client's.
-pub const REQUEST_LINES: &[u8] = b"connection: upgrade\r\nupgrade: websocket\r\n";
+pub(crate) const REQUEST_LINES: &[u8] = b"connection: upgrade\r\nupgrade: websocket\r\n";
 
 /// Puts back the two hop-by-hop headers an upgrade needs (on the 101 answer), after hygiene
 /// removed them.
-pub fn restore_headers(headers: &mut HeaderMap) {
+pub(crate) fn restore_headers(headers: &mut HeaderMap) {
     headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
     headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
 }
 
 /// A WebSocket upgrade on its way upstream: the client's side of the connection, the
 /// accept value its key calls for, and what ends the tunnel.
-pub struct Pending {
+pub(crate) struct Pending {
     client: OnUpgrade,
     accept: [u8; ACCEPT_LEN],
     lifetime: Lifetime,
@@ -76,7 +76,7 @@ pub struct Pending {
 impl Pending {
     /// Checks the client's half of the handshake (400 without a proper key) and begins
     /// watching the session of `identity`, if the request carried a token.
-    pub fn new<B>(
+    pub(crate) fn new<B>(
         request: &mut Request<B>,
         identity: Option<&Identity>,
         leeway: Duration,
@@ -97,7 +97,7 @@ impl Pending {
     /// Otherwise the upstream did not switch protocols (a status or health endpoint may
     /// answer 101 and go on parsing HTTP), and a tunnel would let the client send it raw
     /// requests with identity headers of its own: 502, and `switched` is dropped (closed).
-    pub fn open(self, switched: Switched) -> Result<(), GatewayError> {
+    pub(crate) fn open(self, switched: Switched) -> Result<(), GatewayError> {
         if let Err(problem) = check_answer(&switched.headers, &self.accept) {
             tracing::warn!(
                 problem,
@@ -156,7 +156,7 @@ fn check_answer(headers: &HeaderMap, accept: &[u8]) -> Result<(), &'static str> 
 /// What ends a tunnel besides idleness: the token's expiry and its session's revocation.
 /// A tunnel opened without a token (an `auth = "none"` or `"optional"` route) has neither.
 #[derive(Default)]
-pub struct Lifetime {
+pub(crate) struct Lifetime {
     expires: Option<tokio::time::Instant>,
     revocation: Option<RevocationWatch>,
 }

@@ -19,7 +19,7 @@ struct RefreshEntry {
     expires_at: i64,
 }
 
-pub struct MemoryStore {
+pub(crate) struct MemoryStore {
     codes: Cache<Digest, ()>,
     sessions: Cache<String, Arc<Session>>,
     refresh: Cache<Digest, RefreshEntry>,
@@ -65,7 +65,7 @@ impl Default for MemoryStore {
 }
 
 impl MemoryStore {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             codes: Cache::builder()
                 .max_capacity(MAX_SESSIONS)

@@ -20,13 +20,13 @@ use crate::secret::Secret;
 use crate::settings::StoreSettings;
 use crate::tokens::now_unix;
 
-pub use memory::MemoryStore;
-pub use redis::RedisStore;
-pub use revocations::Revocations;
-pub use watch::RevocationWatch;
+pub(crate) use memory::MemoryStore;
+pub(crate) use redis::RedisStore;
+pub(crate) use revocations::Revocations;
+pub(crate) use watch::RevocationWatch;
 
 /// How long a login code is remembered: WeChat codes live five minutes.
-pub const CODE_MEMORY: Duration = Duration::from_secs(300);
+pub(crate) const CODE_MEMORY: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Clone)]
 pub struct Session {
@@ -44,9 +44,9 @@ pub struct Session {
 }
 
 /// SHA-256 of a secret value; what the store keeps instead of codes and refresh tokens.
-pub type Digest = [u8; 32];
+pub(crate) type Digest = [u8; 32];
 
-pub fn digest(parts: &[&[u8]]) -> Digest {
+pub(crate) fn digest(parts: &[&[u8]]) -> Digest {
     let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
     for part in parts {
         ctx.update(&(part.len() as u64).to_be_bytes());
@@ -76,7 +76,7 @@ pub struct StoreUnavailable;
 /// the backend: two instances claiming one code or rotating one refresh token at the same
 /// moment get exactly one winner.
 #[async_trait::async_trait]
-pub trait SessionStore: Send + Sync {
+pub(crate) trait SessionStore: Send + Sync {
     /// Claims a login code for one exchange: true for the first caller only.
     async fn claim_code(&self, appid: &str, code: &str) -> Result<bool, StoreUnavailable>;
     /// Stores a new session with its first refresh token.

@@ -90,7 +90,7 @@ redis.call('PUBLISH', ARGV[4], ARGV[1] .. ' ' .. ARGV[2])
 return 1
 ";
 
-pub struct RedisStore {
+pub(crate) struct RedisStore {
     pool: Vec<ConnectionManager>,
     next: AtomicUsize,
     prefix: String,
@@ -113,7 +113,7 @@ impl Drop for AbortOnDrop {
 
 impl RedisStore {
     /// Connects lazily: nothing here waits for Redis. Must run inside a tokio runtime.
-    pub fn new(settings: &RedisSettings, revoked: Revocations) -> anyhow::Result<Self> {
+    pub(crate) fn new(settings: &RedisSettings, revoked: Revocations) -> anyhow::Result<Self> {
         let client = Client::open(settings.url.expose())
             .map_err(|_| anyhow::anyhow!("store.url is not a usable Redis URL"))?;
         let config = ConnectionManagerConfig::new()

@@ -15,7 +15,7 @@ use crate::tokens::now_unix;
 /// `sid` → Unix time until which it stays revoked, and who waits to hear about a
 /// revocation. Cheap to clone (one shared set).
 #[derive(Clone, Default)]
-pub struct Revocations(Arc<Inner>);
+pub(crate) struct Revocations(Arc<Inner>);
 
 #[derive(Default)]
 struct Inner {
@@ -32,7 +32,7 @@ const SWEEP_FLOOR: usize = 1024;
 
 impl Revocations {
     /// Records that `sid` is revoked until `until`; a later `until` already known is kept.
-    pub fn insert(&self, sid: &str, until: i64) {
+    pub(crate) fn insert(&self, sid: &str, until: i64) {
         let now = now_unix();
         if until <= now {
             return;
@@ -52,7 +52,7 @@ impl Revocations {
 
     /// A watch that completes when `sid` is revoked. It is registered before the set is
     /// looked at, so a revocation arriving at any moment is either seen now or notified.
-    pub fn watch(&self, sid: &str) -> RevocationWatch {
+    pub(crate) fn watch(&self, sid: &str) -> RevocationWatch {
         let watch = self.0.watchers.register(sid);
         if self.contains(sid) {
             watch.fire();
@@ -61,7 +61,7 @@ impl Revocations {
     }
 
     /// Whether `sid` is revoked now.
-    pub fn contains(&self, sid: &str) -> bool {
+    pub(crate) fn contains(&self, sid: &str) -> bool {
         if self.0.len.load(Ordering::Acquire) == 0 {
             return false;
         }

@@ -8,7 +8,7 @@ use std::fmt;
 use serde::de::{DeserializeSeed, Deserializer, Error, MapAccess, SeqAccess, Visitor};
 
 /// True when `json` is a JSON document in which no object repeats a key.
-pub fn keys_are_distinct(json: &[u8]) -> bool {
+pub(super) fn keys_are_distinct(json: &[u8]) -> bool {
     let mut de = serde_json::Deserializer::from_slice(json);
     Walk.deserialize(&mut de).is_ok() && de.end().is_ok()
 }

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::claims::Ext;
 
-pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Ext>, D::Error> {
+pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Ext>, D::Error> {
     d.deserialize_option(OptionalExt)
 }
 

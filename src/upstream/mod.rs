@@ -30,13 +30,13 @@ use crate::body::{BodyError, GuardedBody};
 use request::{encode_head, request_framing, valid_target, write_request, Framing, Sent};
 use response::{read_head_within, Parsed};
 
-pub use body::{Switched, UpstreamBody};
-pub use pool::Pool;
-pub use request::{idempotent, Outgoing};
+pub(crate) use body::{Switched, UpstreamBody};
+pub(crate) use pool::Pool;
+pub(crate) use request::{idempotent, Outgoing};
 
 /// What went wrong talking to an upstream.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     #[error("connect: {0}")]
     Connect(io::Error),
     #[error("connect: timed out")]
@@ -58,7 +58,7 @@ pub enum Error {
 
 impl Error {
     /// No connection could be made: the target is down, not this request's fault.
-    pub fn is_connect(&self) -> bool {
+    pub(crate) fn is_connect(&self) -> bool {
         matches!(self, Error::Connect(_) | Error::ConnectTimeout)
     }
 }
@@ -67,7 +67,7 @@ impl Error {
 /// and query in two parts, written one after the other: the target's base path, then the
 /// request's. A pooled connection that turns out closed before any answer is replaced by
 /// a new one when the request can be sent again (no body, idempotent method).
-pub async fn send(
+pub(crate) async fn send(
     pool: &Arc<Pool>,
     request: &Outgoing,
     mut body: GuardedBody,

@@ -18,7 +18,7 @@ use super::Error;
 const READ_CHUNK: usize = 8 * 1024;
 
 /// One target's keep-alive connections.
-pub struct Pool {
+pub(crate) struct Pool {
     host: String,
     port: u16,
     /// The `Host` header sent to this target.
@@ -39,7 +39,7 @@ struct Idle {
 }
 
 /// A connection with the bytes read from it but not yet consumed.
-pub struct UpstreamConn {
+pub(super) struct UpstreamConn {
     pub(super) io: TcpStream,
     pub(super) buf: BytesMut,
 }
@@ -47,7 +47,7 @@ pub struct UpstreamConn {
 impl Pool {
     /// `stall_timeout`: how long a response body may go without a byte (the route's
     /// `response_timeout`); then the response is cut off.
-    pub fn new(
+    pub(crate) fn new(
         authority: &http::uri::Authority,
         connect_timeout: Duration,
         idle_timeout: Duration,
@@ -114,7 +114,7 @@ impl Pool {
     }
 
     /// Sweeps these pools every few seconds for as long as any of them is alive.
-    pub fn spawn_sweeper(pools: &[Arc<Pool>]) {
+    pub(crate) fn spawn_sweeper(pools: &[Arc<Pool>]) {
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             return;
         };

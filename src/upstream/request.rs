@@ -29,7 +29,7 @@ pub struct Outgoing {
 }
 
 /// Methods whose repetition has no further effect (RFC 9110 9.2.2).
-pub fn idempotent(method: &Method) -> bool {
+pub(crate) fn idempotent(method: &Method) -> bool {
     matches!(
         *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE

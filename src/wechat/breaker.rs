@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 /// Why the breaker opened, which decides what shed calls are told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Why {
+pub(super) enum Why {
     /// No answer, or errcode -1: 503 `wechat_busy`.
     Failing,
     /// errcode 45011, WeChat's per-minute limit: 429 `rate_limited`.
@@ -25,7 +25,7 @@ pub enum Why {
 
 /// What a finished call says about WeChat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub(super) enum Verdict {
     /// WeChat answered (any errcode but -1 and 45011).
     Success,
     Failure(Why),
@@ -35,7 +35,7 @@ pub enum Verdict {
 
 /// What an admitted call carries until its verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ticket {
+pub(super) enum Ticket {
     Normal,
     /// The one call let through after an open period, numbered so that a late verdict of
     /// an earlier probe cannot decide for a later one.
@@ -44,21 +44,21 @@ pub enum Ticket {
 
 /// A call refused without calling out, and how long until the breaker may let one through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shed {
+pub(super) struct Shed {
     pub why: Why,
     pub wait: Duration,
 }
 
 /// A change worth logging.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Change {
+pub(super) enum Change {
     Unchanged,
     Opened { why: Why, period: Duration },
     Closed,
 }
 
 #[derive(Debug, Clone, Copy)]
-pub struct BreakerSettings {
+pub(super) struct BreakerSettings {
     /// Failures in a row that open a closed breaker.
     pub failures: u32,
     /// How long a failing WeChat is left alone.
@@ -85,14 +85,14 @@ enum State {
     },
 }
 
-pub struct Breaker {
+pub(super) struct Breaker {
     settings: BreakerSettings,
     state: State,
     probes: u64,
 }
 
 impl Breaker {
-    pub fn new(settings: BreakerSettings) -> Self {
+    pub(super) fn new(settings: BreakerSettings) -> Self {
         Self {
             settings,
             state: State::Closed { failures: 0 },
@@ -106,7 +106,7 @@ impl Breaker {
     }
 
     /// Lets a call out (perhaps as the probe) or sheds it.
-    pub fn admit(&mut self, now: Instant) -> Result<Ticket, Shed> {
+    pub(super) fn admit(&mut self, now: Instant) -> Result<Ticket, Shed> {
         match self.state {
             State::Closed { .. } => Ok(Ticket::Normal),
             State::Open { until, why } | State::Probing { until, why, .. } if until > now => {
@@ -130,7 +130,7 @@ impl Breaker {
     }
 
     /// Takes a finished call's verdict.
-    pub fn record(&mut self, ticket: Ticket, verdict: Verdict, now: Instant) -> Change {
+    pub(super) fn record(&mut self, ticket: Ticket, verdict: Verdict, now: Instant) -> Change {
         match (self.state, ticket) {
             (State::Probing { probe, why, .. }, Ticket::Probe(id)) if probe == id => {
                 match verdict {

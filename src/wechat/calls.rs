@@ -15,7 +15,7 @@ use crate::settings::App;
 use crate::store::{Session, Store};
 
 /// How long `checksession`'s verdict on a session is remembered.
-pub const VERDICT_TTL: Duration = Duration::from_secs(60);
+pub(super) const VERDICT_TTL: Duration = Duration::from_secs(60);
 /// Sessions whose verdict is remembered at once; beyond it the least used are forgotten.
 const MAX_VERDICTS: u64 = 100_000;
 
@@ -31,7 +31,7 @@ pub enum KeyVerdict {
 
 /// Verdicts by session id. Every verdict is kept for [`VERDICT_TTL`], failures included:
 /// a WeChat that fails `checksession` must not be asked again on every bad decrypt.
-pub struct KeyVerdicts(Cache<String, KeyVerdict>);
+pub(super) struct KeyVerdicts(Cache<String, KeyVerdict>);
 
 impl Default for KeyVerdicts {
     fn default() -> Self {
@@ -56,7 +56,7 @@ pub struct PhoneInfo {
 /// Longest phone number accepted, and its alphabet: it may become a header value.
 const MAX_PHONE_CHARS: usize = 32;
 
-pub fn is_phone_number(text: &str) -> bool {
+pub(super) fn is_phone_number(text: &str) -> bool {
     !text.is_empty()
         && text.len() <= MAX_PHONE_CHARS
         && text.bytes().any(|b| b.is_ascii_digit())
@@ -176,7 +176,7 @@ impl WechatClient {
 
 /// `hex(hmac_sha256(key = the session_key's base64 text, message = ""))`, as WeChat's
 /// worked example shows (the key is the text, not the decoded bytes).
-pub fn checksession_signature(session_key: &Secret) -> String {
+pub(super) fn checksession_signature(session_key: &Secret) -> String {
     use aws_lc_rs::hmac;
     let key = hmac::Key::new(hmac::HMAC_SHA256, session_key.expose().as_bytes());
     let tag = hmac::sign(&key, b"");

@@ -29,7 +29,7 @@ const RATE_LIMITED_FOR: Duration = Duration::from_secs(60);
 
 /// The WeChat APIs wxgate calls, each behind its own gate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Api {
+pub(crate) enum Api {
     Jscode2session,
     StableToken,
     PhoneNumber,
@@ -40,7 +40,7 @@ pub enum Api {
 
 impl Api {
     /// Every API, in declaration order: `ALL[a as usize] == a`.
-    pub const ALL: [Api; 5] = [
+    pub(crate) const ALL: [Api; 5] = [
         Self::Jscode2session,
         Self::StableToken,
         Self::PhoneNumber,
@@ -49,7 +49,7 @@ impl Api {
     ];
 
     /// The `api` label of metrics and logs.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Jscode2session => "jscode2session",
             Self::StableToken => "stable_token",
@@ -62,7 +62,7 @@ impl Api {
 
 /// How a call ended, as far as the breaker cares.
 #[derive(Debug, Clone, Copy)]
-pub enum Outcome {
+pub(super) enum Outcome {
     /// WeChat answered with this errcode (0 for success).
     Answered(i64),
     /// Unreachable, timed out, or an HTTP error.
@@ -83,13 +83,13 @@ impl Outcome {
 }
 
 /// One gate per [`Api`].
-pub struct Gates {
+pub(super) struct Gates {
     gates: [Gate; Api::ALL.len()],
 }
 
 impl Gates {
     /// `probe_for` bounds a probe call: the WeChat timeout.
-    pub fn new(settings: GateSettings, probe_for: Duration) -> Self {
+    pub(super) fn new(settings: GateSettings, probe_for: Duration) -> Self {
         let breaker = BreakerSettings {
             failures: settings.circuit_failures.max(1),
             open_for: settings.circuit_open_for,
@@ -102,7 +102,7 @@ impl Gates {
     }
 
     /// Lets a call to `api` go out, or answers for WeChat at once.
-    pub fn admit(&self, api: Api) -> Result<Admitted<'_>, GatewayError> {
+    pub(super) fn admit(&self, api: Api) -> Result<Admitted<'_>, GatewayError> {
         self.gates[api as usize].admit()
     }
 }
@@ -115,7 +115,7 @@ struct Gate {
 
 /// Held while a call is in flight; [`Admitted::finish`] reports how it ended. Dropped
 /// unfinished (the request was abandoned), it reports nothing learned.
-pub struct Admitted<'a> {
+pub(super) struct Admitted<'a> {
     gate: &'a Gate,
     ticket: Ticket,
     finished: bool,
@@ -123,7 +123,7 @@ pub struct Admitted<'a> {
 }
 
 impl Admitted<'_> {
-    pub fn finish(mut self, outcome: Outcome) {
+    pub(super) fn finish(mut self, outcome: Outcome) {
         self.finished = true;
         self.gate.record(self.ticket, outcome.verdict());
     }

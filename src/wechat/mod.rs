@@ -23,9 +23,9 @@ mod gate;
 mod relayed;
 mod token;
 
-pub use calls::{KeyVerdict, PhoneInfo};
-pub use gate::Api;
-pub use relayed::{RelayAnswer, RelayCall};
+pub(crate) use calls::KeyVerdict;
+pub(crate) use gate::Api;
+pub(crate) use relayed::{RelayAnswer, RelayCall};
 pub use token::AccessTokens;
 
 /// WeChat answers are small; anything bigger is not a real answer.
@@ -212,7 +212,7 @@ fn json_errcode(answer: &Value) -> Option<i64> {
 }
 
 /// `errcode` as WeChat sends it: absent, a number, or a numeric string.
-pub fn errcode(answer: &Value) -> Result<i64, GatewayError> {
+pub(crate) fn errcode(answer: &Value) -> Result<i64, GatewayError> {
     match answer.get("errcode") {
         None | Some(Value::Null) => Ok(0),
         Some(Value::Number(n)) => n
@@ -285,7 +285,7 @@ fn interpret_session(answer: &Value, appid: &str) -> Result<WxSession, GatewayEr
 }
 
 /// Maps a `jscode2session` errcode to what the client is told (SPEC's login error table).
-pub fn login_error(code: i64) -> GatewayError {
+pub(crate) fn login_error(code: i64) -> GatewayError {
     match code {
         40029 | 42003 => GatewayError::InvalidCode,
         40163 => GatewayError::CodeUsed,

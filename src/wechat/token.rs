@@ -25,14 +25,14 @@ use crate::store::Store;
 use crate::tokens::now_unix;
 
 /// WeChat renews a stable token five minutes before it expires; from then on ask again.
-pub const REFRESH_BEFORE: Duration = Duration::from_secs(300);
+pub(super) const REFRESH_BEFORE: Duration = Duration::from_secs(300);
 /// However short-lived a token WeChat hands out, it is kept at least this long.
 const MIN_KEEP: Duration = Duration::from_secs(30);
 /// Tokens are opaque but bounded (WeChat says to reserve 512 characters).
 const MAX_TOKEN_CHARS: usize = 2048;
 
 /// errcodes that mean the token itself was refused: fetch once more and retry once.
-pub fn token_refused(errcode: i64) -> bool {
+pub(super) fn token_refused(errcode: i64) -> bool {
     matches!(errcode, 40001 | 40014 | 42001)
 }
 

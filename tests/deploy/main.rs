@@ -4,7 +4,8 @@
 //! would, with the environment and secret files its deployment provides, and the deployments
 //! must agree on ports, paths and timeouts. No network, no Docker. Here: the readers of
 //! `deploy/` (YAML, configs, the Dockerfile, the unit) that those files share.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code may panic on what it set up
+// Test code may panic on what it set up, and its helpers are `pub` for the test files.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 mod compose;
 mod docker;

@@ -2,7 +2,8 @@
 //! as identity and provenance), `routing` (which upstream gets it, if any) and `limits`
 //! (bodies, head sizes and kept-alive connections). Here: raw requests and the checks on
 //! what they produced, shared by all three.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code may panic on what it set up
+// Test code may panic on what it set up, and its helpers are `pub` for the test files.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 #[path = "../support/mod.rs"]
 mod support;

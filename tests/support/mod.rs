@@ -380,7 +380,7 @@ pub fn mint_with(
     let key = wxgate::tokens::Key::new(
         "k1".into(),
         jsonwebtoken::Algorithm::HS256,
-        wxgate::tokens::Material::Hmac(wxgate::secret::Secret::new(JWT_SECRET)),
+        wxgate::tokens::Material::Hmac(wxgate::Secret::new(JWT_SECRET)),
     )
     .expect("key");
     wxgate::tokens::mint(&wxgate::tokens::KeySet::new(vec![key]), &claims).expect("mint")

@@ -28,7 +28,7 @@ struct Builder<'a> {
     problems: Vec<String>,
 }
 
-pub fn build(file: FileConfig, base: &Path) -> Result<Settings, Vec<String>> {
+pub(super) fn build(file: FileConfig, base: &Path) -> Result<Settings, Vec<String>> {
     let mut b = Builder {
         base,
         problems: Vec::new(),
@@ -164,7 +164,7 @@ impl Builder<'_> {
 }
 
 /// Header names as Django, WSGI and PHP see them: case-insensitive, `_` and `-` alike.
-pub fn fold_header_name(name: &str) -> String {
+pub(super) fn fold_header_name(name: &str) -> String {
     name.bytes()
         .map(|b| {
             if b == b'_' {
