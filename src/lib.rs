@@ -6,9 +6,9 @@
 //!
 //! | stage | module |
 //! |---|---|
-//! | accept connections, HTTP/1.1 or HTTP/2, connection timeouts, drain | [`server`] |
-//! | terminate HTTPS: certificates, ALPN, reloads | [`tls`] |
-//! | one request through the stages below | [`proxy`] |
+//! | accept connections, HTTP/1.1 or HTTP/2, connection timeouts, drain | `server` |
+//! | terminate HTTPS: certificates, ALPN, reloads | `tls` |
+//! | one request through the stages below | `proxy` |
 //! | admit: target, `Host`, framing, size limits | `proxy::admit` |
 //! | the canonical path | `proxy::path` |
 //! | pick the gateway endpoint or the route | `proxy::routes` |
@@ -16,27 +16,27 @@
 //! | find the token, verify it, apply the route's auth policy | `proxy::authn` |
 //! | the verified-token cache and the connection's memo | `proxy::verified` |
 //! | token signatures, claims and keys | [`tokens`] |
-//! | who a verified token says the caller is | [`identity`] |
+//! | who a verified token says the caller is | `identity` |
 //! | which request headers are hop-by-hop, identity or forwarding headers | `proxy::headers` |
 //! | the upstream head: strip, then inject identity | `proxy::outgoing` |
 //! | pick the target, eject failing ones, retry, time out | `proxy::forward` |
-//! | send over a pooled keep-alive HTTP/1.1 connection and stream back | [`upstream`] |
-//! | request and response body types and their limits | [`body`] |
+//! | send over a pooled keep-alive HTTP/1.1 connection and stream back | `upstream` |
+//! | request and response body types and their limits | `body` |
 //! | tunnel WebSocket upgrades until the token ends | `proxy::upgrade` |
 //! | metrics and the access line when the response body ends | `proxy::access` |
-//! | any failure as a JSON error, logged by who caused it | [`error`] |
+//! | any failure as a JSON error, logged by who caused it | `error` |
 //!
 //! The login side path:
 //!
 //! | part | module |
 //! |---|---|
-//! | login, refresh, logout, session, decrypt, phone, JWKS | [`endpoints`] |
-//! | WeChat's server API: managed token, breakers, calls | [`wechat`] |
-//! | the optional login hook | [`hook`] |
-//! | the extra claims a hook adds to sessions and tokens | [`claims`] |
-//! | sessions, spent codes, revocations: memory or Redis | [`store`] |
-//! | the per-client limiter of calls that reach WeChat | [`ratelimit`] |
-//! | WeChat's encrypted user data | [`userdata`] |
+//! | login, refresh, logout, session, decrypt, phone, JWKS | `endpoints` |
+//! | WeChat's server API: managed token, breakers, calls | `wechat` |
+//! | the optional login hook | `hook` |
+//! | the extra claims a hook adds to sessions and tokens | `claims` |
+//! | sessions, spent codes, revocations: memory or Redis | `store` |
+//! | the per-client limiter of calls that reach WeChat | `ratelimit` |
+//! | WeChat's encrypted user data | `userdata` |
 //!
 //! State and configuration:
 //!
@@ -45,10 +45,10 @@
 //! | the command line | [`cli`] |
 //! | `gateway.toml`: parse (`config::file`) and check, one file per section (`config::build`) | [`config`] |
 //! | the checked configuration | [`settings`] |
-//! | the running state: the runtime a reload swaps, and what outlives it | [`gateway`] |
-//! | secrets that never print | [`secret`] |
+//! | the running state: the runtime a reload swaps, and what outlives it | `gateway` |
+//! | secrets that never print | `secret` |
 //!
-//! The operator's side, beside the request path ([`ops`]):
+//! The operator's side, beside the request path (`ops`):
 //!
 //! | part | module |
 //! |---|---|
