@@ -19,6 +19,9 @@ mod body;
 mod pool;
 mod request;
 mod response;
+// The parser and decoders without a socket, for `fuzz/`; the gateway never calls it.
+#[doc(hidden)]
+pub mod wire;
 
 use std::io;
 use std::sync::Arc;
