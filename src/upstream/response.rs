@@ -102,6 +102,10 @@ pub(super) fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<P
         &mut slots,
     );
     let len = match parsed {
+        // Refused however it arrived: in one read it would parse, in several it would not.
+        Ok(httparse::Status::Complete(len)) if len > MAX_HEAD_BYTES => {
+            return Err(Error::Protocol("response head too large"))
+        }
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => {
