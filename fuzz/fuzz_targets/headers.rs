@@ -126,9 +126,9 @@ fn injected(style: &Style, identity: &Identity) -> Vec<(String, String)> {
     for (claim, header) in CLAIMS {
         let value = match claim {
             "phone" => identity.phone.clone(),
-            _ => identity.ext.get(claim).and_then(|v| match v {
-                serde_json::Value::String(s) => Some(s.clone()),
-                other => Some(other.to_string()),
+            _ => identity.ext.get(claim).map(|v| match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
             }),
         };
         if let Some(value) = value {

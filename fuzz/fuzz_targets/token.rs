@@ -76,7 +76,7 @@ fn fixture() -> &'static Fixture {
             Ok(token) => token,
             Err(e) => panic!("mint: {e}"),
         };
-        let mut parts = token.split('.').map(|p| segment_json(p));
+        let mut parts = token.split('.').map(segment_json);
         let (Some(Some(header)), Some(Some(payload))) = (parts.next(), parts.next()) else {
             panic!("minted token does not decode: {token}");
         };

@@ -13,12 +13,22 @@ use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use wxgate::upstream::wire::{read_head, BodyDecoder, Framing, Piece};
 
+/// A final head, comparable across feeds.
+#[derive(Debug, PartialEq, Eq)]
+struct Seen {
+    status: u16,
+    version: String,
+    /// Name and value bytes, in order.
+    headers: Vec<(String, Vec<u8>)>,
+    framing: Framing,
+    keep_alive: bool,
+}
+
 /// Everything an answer came to, comparable across feeds.
 #[derive(Debug, PartialEq, Eq)]
 struct Outcome {
-    /// Status, version, headers (name, value bytes), framing, keep-alive; `None` when no
-    /// final head arrived before the bytes ran out.
-    head: Option<(u16, String, Vec<(String, Vec<u8>)>, Framing, bool)>,
+    /// `None` when no final head arrived before the bytes ran out.
+    head: Option<Seen>,
     body: Vec<u8>,
     /// The error that ended it, as text.
     error: Option<String>,
@@ -57,13 +67,13 @@ fn run(pieces: &[&[u8]], head_only: bool) -> Outcome {
         .iter()
         .map(|(n, v)| (n.as_str().to_string(), v.as_bytes().to_vec()))
         .collect();
-    out.head = Some((
-        head.status.as_u16(),
-        format!("{:?}", head.version),
+    out.head = Some(Seen {
+        status: head.status.as_u16(),
+        version: format!("{:?}", head.version),
         headers,
-        head.framing,
-        head.keep_alive,
-    ));
+        framing: head.framing,
+        keep_alive: head.keep_alive,
+    });
     if head.status == 101 {
         // A switched connection: every byte after the head is the tunnel's.
         out.ended = true;
@@ -150,7 +160,7 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(split_run, whole, "split at {offsets:?} differs from whole");
 
     let ended = whole.ended && whole.error.is_none();
-    let framing = whole.head.as_ref().map(|h| h.3);
+    let framing = whole.head.as_ref().map(|h| h.framing);
     if ended && framing != Some(Framing::Eof) {
         let more = [wire, NEXT].concat();
         let mut expected = whole;
