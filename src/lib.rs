@@ -104,4 +104,6 @@ pub use proxy::verified::{ConnMemo, VerifiedTokens};
 pub use secret::Secret;
 pub use server::{run, Listeners};
 pub use store::Store;
+pub use upstream::wire::{read_head, BodyDecoder, Framing, Head as ResponseHead, Piece};
+pub use upstream::Error as UpstreamError;
 pub use wechat::{AccessTokens, WechatClient};

@@ -386,3 +386,34 @@ async fn an_upstream_that_answers_before_reading_the_body_is_heard() {
     }
     assert_eq!(get(&gw, "/public/ok").await, (200, b"plain".to_vec()));
 }
+
+#[test]
+fn a_response_head_over_64_kib_is_refused_however_it_arrives() {
+    use bytes::BytesMut;
+    use wxgate::read_head;
+
+    let head = [
+        b"HTTP/1.1 200 OK\r\nx-big: ".as_ref(),
+        &[b'a'; 66_000],
+        b"\r\ncontent-length: 0\r\n\r\n",
+    ]
+    .concat();
+    // Whole (one read), and in two reads the first of which ends past 64 KiB.
+    let mut whole = BytesMut::from(&head[..]);
+    let mut first = BytesMut::from(&head[..65_600]);
+    assert!(read_head(&mut first, false).is_err());
+    let whole = read_head(&mut whole, false).map(|h| h.map(|h| h.status));
+    assert!(whole.is_err(), "a 66 kB head parsed in one read: {whole:?}");
+    // Just under the limit it parses, whole or split.
+    let fits = [
+        b"HTTP/1.1 200 OK\r\nx-big: ".as_ref(),
+        &[b'a'; 65_000],
+        b"\r\ncontent-length: 0\r\n\r\n",
+    ]
+    .concat();
+    let mut split = BytesMut::from(&fits[..60_000]);
+    assert!(matches!(read_head(&mut split, false), Ok(None)));
+    split.extend_from_slice(&fits[60_000..]);
+    let parsed = read_head(&mut split, false).map(|h| h.map(|h| h.status.as_u16()));
+    assert!(matches!(parsed, Ok(Some(200))), "{parsed:?}");
+}

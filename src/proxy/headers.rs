@@ -25,9 +25,11 @@ pub(crate) const HOP_BY_HOP: [&str; 9] = [
     "upgrade",
 ];
 
-/// Whether `name` is hop-by-hop by definition (not by being named in `Connection`).
+/// Whether `name` is hop-by-hop by definition (not by being named in `Connection`): the
+/// list above, or any other `Proxy-*` header, which addresses a proxy, never the service.
 pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
-    HOP_BY_HOP.contains(&name.as_str())
+    let name = name.as_str();
+    HOP_BY_HOP.contains(&name) || name.starts_with("proxy-")
 }
 
 /// The headers the `Connection` header names: hop-by-hop for this message only.
@@ -38,9 +40,9 @@ pub(crate) fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
     headers
         .get_all(CONNECTION)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        // Split as bytes: one non-ASCII byte in the value must not hide the names beside it.
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim_ascii()).ok())
         .collect()
 }
 

@@ -19,6 +19,9 @@ mod body;
 mod pool;
 mod request;
 mod response;
+// The parser and decoders without a socket, for `fuzz/`; the gateway never calls it.
+#[doc(hidden)]
+pub(crate) mod wire;
 
 use std::io;
 use std::sync::Arc;
@@ -36,7 +39,7 @@ pub(crate) use request::{idempotent, Outgoing};
 
 /// What went wrong talking to an upstream.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum Error {
+pub enum Error {
     #[error("connect: {0}")]
     Connect(io::Error),
     #[error("connect: timed out")]

@@ -28,11 +28,11 @@ pub(super) enum BodyKind {
 }
 
 pub(super) struct Parsed {
-    status: StatusCode,
-    version: Version,
-    headers: HeaderMap,
-    kind: BodyKind,
-    keep_alive: bool,
+    pub(super) status: StatusCode,
+    pub(super) version: Version,
+    pub(super) headers: HeaderMap,
+    pub(super) kind: BodyKind,
+    pub(super) keep_alive: bool,
 }
 
 /// [`read_head`], given `wait` to finish.
@@ -52,15 +52,8 @@ pub(super) async fn read_head(conn: &mut UpstreamConn, head_only: bool) -> Resul
     loop {
         if !conn.buf.is_empty() {
             any = true;
-            match parse_head(&mut conn.buf, head_only)? {
-                Some(parsed) if parsed.status.is_informational() && parsed.status != 101 => {
-                    continue
-                }
-                Some(parsed) => return Ok(parsed),
-                None if conn.buf.len() > MAX_HEAD_BYTES => {
-                    return Err(Error::Protocol("response head too large"))
-                }
-                None => {}
+            if let Some(parsed) = final_head(&mut conn.buf, head_only)? {
+                return Ok(parsed);
             }
         }
         match conn.fill().await {
@@ -81,6 +74,21 @@ pub(super) async fn read_head(conn: &mut UpstreamConn, head_only: bool) -> Resul
     }
 }
 
+/// What [`read_head`] makes of the bytes that have arrived: the final head (1xx answers
+/// other than 101 are consumed and dropped), or `None` while it is still incomplete.
+pub(super) fn final_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Parsed>, Error> {
+    loop {
+        match parse_head(buf, head_only)? {
+            Some(parsed) if parsed.status.is_informational() && parsed.status != 101 => {}
+            Some(parsed) => return Ok(Some(parsed)),
+            None if buf.len() > MAX_HEAD_BYTES => {
+                return Err(Error::Protocol("response head too large"))
+            }
+            None => return Ok(None),
+        }
+    }
+}
+
 /// Parses a complete response head at the start of `buf` and removes it; `None` while it is
 /// incomplete. Header values share the head's memory, as hyper's do.
 pub(super) fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Parsed>, Error> {
@@ -94,6 +102,10 @@ pub(super) fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<P
         &mut slots,
     );
     let len = match parsed {
+        // Refused however it arrived: in one read it would parse, in several it would not.
+        Ok(httparse::Status::Complete(len)) if len > MAX_HEAD_BYTES => {
+            return Err(Error::Protocol("response head too large"))
+        }
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => {

@@ -3,6 +3,8 @@
 //! bearer challenge, where a token may come from and when it is forwarded, forwarded headers
 //! for trusted and untrusted peers, request ids, hop-by-hop hygiene and HTTP/2 cookies.
 
+use std::time::Duration;
+
 use crate::support::{self, mint, World, APPID};
 use crate::{assert_identity, bearer, expect, send, targets, verified, Headers};
 
@@ -394,6 +396,42 @@ async fn hop_by_hop_headers_are_removed_in_both_directions() {
     assert_eq!(junk, [None, None], "{reply:?}");
     let connection = reply.one("connection").unwrap_or_default();
     assert!(!connection.contains("private"), "{reply:?}");
+}
+
+#[tokio::test]
+async fn every_proxy_header_is_hop_by_hop() {
+    let world = World::start().await;
+    // The first spelling is what the header fuzz target found passing.
+    #[rustfmt::skip]
+    let headers = [
+        ("Proxy-Auohrtization", "Basic x"), ("Proxy-Authentication-Info", "nextnonce=1"),
+        ("PROXY-Anything", "1"), ("X-End-To-End", "kept"),
+    ];
+    let reply = send(world.gateway.addr, "GET /public/proxy", &headers).await;
+    expect(&reply, 200, "", "proxy-*");
+    let seen = world.upstream.last();
+    let proxied: Vec<&(String, String)> = seen
+        .headers
+        .iter()
+        .filter(|(n, _)| n.to_ascii_lowercase().starts_with("proxy-"))
+        .collect();
+    assert!(proxied.is_empty(), "{}", seen.head);
+    assert_eq!(seen.all("x-end-to-end"), vec!["kept"]);
+}
+
+#[tokio::test]
+async fn connection_names_count_past_a_non_ascii_byte_in_its_value() {
+    let world = World::start().await;
+    // As the header fuzz target found it: one obs-text run in the value hid `X-Custom`.
+    let request = b"GET /public/conn HTTP/1.1\r\nHost: wxgate.test\r\n\
+        Connection: k\xfa\xff\xff\xffalive, X-Custom\r\nX-Custom: 1\r\n\
+        Connection: close\r\n\r\n";
+    let text = support::raw::collect(world.gateway.addr, request, Duration::from_secs(10)).await;
+    let replies = support::raw::replies(&text);
+    assert_eq!(replies.len(), 1, "{text}");
+    expect(&replies[0], 200, "", "obs-text in Connection");
+    let seen = world.upstream.last();
+    assert!(seen.all("x-custom").is_empty(), "{}", seen.head);
 }
 
 #[tokio::test]
