@@ -8,6 +8,7 @@ mod build;
 pub mod duration;
 pub mod file;
 mod interp;
+mod store;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

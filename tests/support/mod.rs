@@ -4,10 +4,13 @@
 #![allow(dead_code)]
 
 pub mod binary;
+pub mod certs;
 pub mod hook;
+pub mod instances;
 pub mod keys;
 pub mod raw;
 pub mod redis;
+pub mod redis_topology;
 pub mod upstream;
 pub mod websocket;
 

@@ -15,26 +15,26 @@
 //! A background task subscribes to the revocation channel and resynchronises the local
 //! [`Revocations`] from the sorted set every time it (re)connects.
 
+mod connect;
+mod subscriber;
+
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use futures_util::StreamExt;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncCommands, Client, Script};
+use redis::{AsyncCommands, Script};
+
+use connect::{Conn, Connector};
+use subscriber::Subscriber;
 
 use super::{Digest, Revocations, Rotation, Session, SessionStore, StoreUnavailable, CODE_MEMORY};
 use crate::claims::Ext;
 use crate::secret::Secret;
 use crate::settings::RedisSettings;
 use crate::tokens::now_unix;
-
-/// How often the subscriber checks that its connection is alive.
-const SUBSCRIBER_PING: Duration = Duration::from_secs(5);
-const RECONNECT_MAX: Duration = Duration::from_secs(2);
 
 /// KEYS: refresh(old), refresh(new), revoked; ARGV: expires_at, revoke_until, now,
 /// session key prefix, channel.
@@ -91,8 +91,7 @@ return 1
 ";
 
 pub struct RedisStore {
-    pool: Vec<ConnectionManager>,
-    next: AtomicUsize,
+    connector: Arc<Connector>,
     prefix: String,
     timeout: Duration,
     rotate: Script,
@@ -114,27 +113,15 @@ impl Drop for AbortOnDrop {
 impl RedisStore {
     /// Connects lazily: nothing here waits for Redis. Must run inside a tokio runtime.
     pub fn new(settings: &RedisSettings, revoked: Revocations) -> anyhow::Result<Self> {
-        let client = Client::open(settings.url.expose())
-            .map_err(|_| anyhow::anyhow!("store.url is not a usable Redis URL"))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(settings.connect_timeout))
-            .set_response_timeout(Some(settings.timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(RECONNECT_MAX);
-        let pool = (0..settings.pool_size.max(1))
-            .map(|_| ConnectionManager::new_lazy_with_config(client.clone(), config.clone()))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| anyhow::anyhow!("cannot set up the Redis connection: {e}"))?;
+        let connector = Arc::new(Connector::new(settings)?);
         let prefix = settings.key_prefix.clone();
         let subscriber = Subscriber {
-            client,
+            connector: connector.clone(),
             name: format!("{prefix}revoked"),
             revoked,
-            timeout: settings.timeout.max(settings.connect_timeout),
         };
         Ok(Self {
-            pool,
-            next: AtomicUsize::new(0),
+            connector,
             rotate: Script::new(ROTATE),
             revoke: Script::new(REVOKE),
             forget_if: Script::new(FORGET_IF),
@@ -145,9 +132,8 @@ impl RedisStore {
         })
     }
 
-    fn conn(&self) -> ConnectionManager {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.pool.len();
-        self.pool[i].clone()
+    fn conn(&self) -> Conn {
+        self.connector.conn()
     }
 
     fn key(&self, kind: &str, id: &str) -> String {
@@ -369,85 +355,4 @@ fn session_from(sid: &str, mut fields: HashMap<String, String>) -> Option<Sessio
         claims,
         phone: fields.remove("phone"),
     })
-}
-
-/// Follows the revocation channel into the local [`Revocations`].
-struct Subscriber {
-    client: Client,
-    /// The name of both the revocation sorted set and its channel.
-    name: String,
-    revoked: Revocations,
-    timeout: Duration,
-}
-
-impl Subscriber {
-    async fn run(self) {
-        let mut connected = true;
-        let mut delay = Duration::from_millis(50);
-        loop {
-            match self.follow(&mut connected).await {
-                Ok(()) => delay = Duration::from_millis(50),
-                Err(e) => {
-                    if std::mem::replace(&mut connected, false) {
-                        tracing::warn!(error = %e, "revocation feed from redis lost; retrying");
-                    }
-                }
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(RECONNECT_MAX);
-        }
-    }
-
-    /// Subscribes, then loads every current revocation, then applies announcements until
-    /// the connection fails. Subscribing first means nothing falls between the two.
-    async fn follow(&self, connected: &mut bool) -> anyhow::Result<()> {
-        let pubsub = tokio::time::timeout(self.timeout, self.client.get_async_pubsub()).await??;
-        let (mut sink, mut stream) = pubsub.split();
-        tokio::time::timeout(self.timeout, sink.subscribe(&self.name)).await??;
-        self.resync().await?;
-        if !std::mem::replace(connected, true) {
-            tracing::info!("revocation feed from redis restored");
-        }
-        let mut ping = tokio::time::interval(SUBSCRIBER_PING);
-        ping.tick().await;
-        loop {
-            tokio::select! {
-                message = stream.next() => {
-                    let Some(message) = message else {
-                        anyhow::bail!("the subscription closed");
-                    };
-                    if let Ok(text) = message.get_payload::<String>() {
-                        self.apply(&text);
-                    }
-                }
-                _ = ping.tick() => {
-                    tokio::time::timeout(self.timeout, sink.ping::<String>()).await??;
-                }
-            }
-        }
-    }
-
-    async fn resync(&self) -> anyhow::Result<()> {
-        let mut conn =
-            tokio::time::timeout(self.timeout, self.client.get_multiplexed_async_connection())
-                .await??;
-        let current: Vec<(String, i64)> = tokio::time::timeout(
-            self.timeout,
-            conn.zrangebyscore_withscores(&self.name, now_unix(), "+inf"),
-        )
-        .await??;
-        for (sid, until) in current {
-            self.revoked.insert(&sid, until);
-        }
-        Ok(())
-    }
-
-    /// One announcement: `"{sid} {until}"`.
-    fn apply(&self, text: &str) {
-        if let Some((sid, until)) = text.split_once(' ') {
-            if let Ok(until) = until.parse() {
-                self.revoked.insert(sid, until);
-            }
-        }
-    }
 }
