@@ -1,5 +1,5 @@
-//! The admin listener: `/healthz`, `/readyz`, `/metrics` and the WeChat API relay
-//! (`/wechat/...`), never on the public port.
+//! The admin listener: `/healthz`, `/readyz`, `/metrics`, the WeChat API relay
+//! (`/wechat/...`) and the session and user endpoints, never on the public port.
 
 use http::header::{HeaderValue, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
@@ -17,6 +17,9 @@ pub async fn handle(gateway: &Gateway, request: Request<Incoming>) -> Response<R
         .starts_with(crate::wechat::relay::PREFIX)
     {
         return crate::wechat::relay::handle(gateway, request).await;
+    }
+    if crate::admin_sessions::serves(request.uri().path()) {
+        return crate::admin_sessions::handle(gateway, request).await;
     }
     if !matches!(*request.method(), Method::GET | Method::HEAD) {
         return GatewayError::MethodNotAllowed(vec![Method::GET]).into_response();

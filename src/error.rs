@@ -50,6 +50,8 @@ pub enum GatewayError {
     DecryptFailed,
     #[error("rate limited")]
     RateLimited { retry_after_secs: u64 },
+    #[error("the admin bearer token is missing or wrong")]
+    AdminUnauthorized,
     // WeChat's answers about the login code.
     #[error("WeChat refused the code as invalid")]
     InvalidCode,
@@ -108,7 +110,7 @@ impl GatewayError {
             RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             NoRoute => StatusCode::NOT_FOUND,
-            MissingToken | InvalidToken(_) | NoSession | SessionKeyExpired => {
+            MissingToken | InvalidToken(_) | NoSession | SessionKeyExpired | AdminUnauthorized => {
                 StatusCode::UNAUTHORIZED
             }
             AppNotAllowed | PhoneRequired | CodeBlocked | LoginDenied => StatusCode::FORBIDDEN,
@@ -145,6 +147,7 @@ impl GatewayError {
             InvalidGrant => "invalid_grant",
             DecryptFailed => "decrypt_failed",
             RateLimited { .. } => "rate_limited",
+            AdminUnauthorized => "unauthorized",
             InvalidCode => "invalid_code",
             CodeUsed => "code_used",
             CodeBlocked => "code_blocked",
@@ -183,6 +186,7 @@ impl GatewayError {
             InvalidGrant => "the refresh token is invalid, expired or already used",
             DecryptFailed => "the user data could not be decrypted or verified",
             RateLimited { .. } => "too many requests; retry later",
+            AdminUnauthorized => "this admin endpoint requires the admin bearer token",
             InvalidCode => "the login code is invalid or expired; call wx.login again",
             CodeUsed => "the login code was already used; call wx.login again",
             CodeBlocked => "WeChat blocked this login",
@@ -249,6 +253,12 @@ impl GatewayError {
                 if let Ok(v) = HeaderValue::from_str(&value) {
                     headers.insert(WWW_AUTHENTICATE, v);
                 }
+            }
+            GatewayError::AdminUnauthorized => {
+                headers.insert(
+                    WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"wxgate-admin\""),
+                );
             }
             GatewayError::RateLimited { retry_after_secs }
             | GatewayError::WechatShedding { retry_after_secs } => {

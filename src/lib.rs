@@ -23,11 +23,13 @@
 //! [`userdata`] (WeChat's encrypted user data).
 //! Configuration is loaded by [`config`] into [`settings`]; [`gateway`] holds the state;
 //! [`identity`] is who a verified token says the caller is; [`secret`] masks secrets.
-//! [`admin`] serves health and metrics; [`mock_wechat`], [`echo`] and [`demo`] are the
+//! [`admin`] serves health and metrics, and [`admin_sessions`] the operator's session and user
+//! endpoints (list, revoke, block); [`mock_wechat`], [`echo`] and [`demo`] are the
 //! development tools behind `wxgate mock-wechat` and `wxgate demo`.
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod admin_sessions;
 pub mod body;
 pub mod claims;
 pub mod cli;

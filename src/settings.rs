@@ -17,6 +17,8 @@ pub struct Settings {
     pub server: ServerSettings,
     pub log: LogSettings,
     pub admin_listen: SocketAddr,
+    /// `[admin] token_file`: the bearer secret the session and user endpoints require.
+    pub admin_token: Option<Secret>,
     pub wechat: WechatSettings,
     pub auth: AuthSettings,
     pub store: StoreSettings,

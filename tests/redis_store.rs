@@ -324,7 +324,8 @@ async fn hook_claims_and_a_phone_set_on_one_instance_reach_tokens_minted_by_the_
     let login = c.login(&c.a, "hookredis1").await;
     let sid = login["session_id"].as_str().expect("sid").to_string();
     let mut redis = inspect(&c).await;
-    let session_key = format!("{}session:{sid}", c.prefix);
+    // `{sid}` is the key's cluster hash tag.
+    let session_key = format!("{}session:{{{sid}}}", c.prefix);
     let stored: Option<String> = redis.hget(&session_key, "claims").await.expect("hget");
     let stored: Value = serde_json::from_str(&stored.expect("claims field")).expect("json");
     assert_eq!(stored, json!({"uid": 42, "tier": "gold"}));
@@ -349,7 +350,7 @@ async fn hook_claims_and_a_phone_set_on_one_instance_reach_tokens_minted_by_the_
         .await
         .expect("store"));
     let created: bool = redis
-        .exists(format!("{}session:no-such-session", c.prefix))
+        .exists(format!("{}session:{{no-such-session}}", c.prefix))
         .await
         .expect("exists");
     assert!(!created, "set_phone never creates a session");

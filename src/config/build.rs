@@ -45,6 +45,7 @@ pub fn build(file: FileConfig, base: &Path) -> Result<Settings, Vec<String>> {
     let server = b.server(&file.server);
     let log = b.log(&file.log.format, file.log.openid);
     let admin_listen = b.socket("admin.listen", &file.admin.listen);
+    let admin_token = super::admin::token(&file.admin, base, &mut b.problems);
     let wechat = b.wechat(&file.wechat);
     let auth = b.auth(&file.auth);
     let store = b.store(&file.store);
@@ -63,6 +64,7 @@ pub fn build(file: FileConfig, base: &Path) -> Result<Settings, Vec<String>> {
             server,
             log,
             admin_listen,
+            admin_token,
             wechat,
             auth,
             store,

@@ -4,6 +4,7 @@
 //! one, with its line and column or key path; every semantic problem after that is
 //! reported at once, each with the path of the key it concerns.
 
+mod admin;
 mod build;
 pub mod duration;
 pub mod file;

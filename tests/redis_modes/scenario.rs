@@ -1,9 +1,12 @@
 //! What two instances on a shared Redis must do alike in every mode: a session made on one
 //! used and refreshed on the other, a logout refused by the other within a second, login
-//! codes exchanged once across both, and one winner when both refresh one token at once.
+//! codes exchanged once across both, one winner when both refresh one token at once, and
+//! the operator's user revocation and blocks reaching both.
 
 use serde_json::json;
+use wxgate::tokens::now_unix;
 
+use crate::support::admin;
 use crate::support::instances::{Instances, PROPAGATION};
 
 /// Every check of the shared-session contract, on `p`; `tag` keeps codes unique per mode.
@@ -77,4 +80,88 @@ async fn one_refresh_wins(p: &Instances, tag: &str) {
             "{tag} round {round}: exactly one winner"
         );
     }
+}
+
+/// An operator on one instance ends a user's sessions made on both, within a second on
+/// both, and a block set on one refuses logins and refreshes on the other. `tag` has no `-`.
+pub async fn users_are_revoked_and_blocked_everywhere(p: &Instances, tag: &str) {
+    let on_a = p.login(&p.a, &format!("same-{tag}ann-1")).await;
+    let on_b = p.login(&p.b, &format!("same-{tag}ann-2")).await;
+    let openid = on_a["openid"].as_str().expect("openid").to_string();
+    let listed = admin::session_ids(&p.http, &p.b, &format!("openid={openid}")).await;
+    let mut expected = vec![
+        on_a["session_id"].as_str().expect("sid").to_string(),
+        on_b["session_id"].as_str().expect("sid").to_string(),
+    ];
+    expected.sort();
+    assert_eq!(
+        listed, expected,
+        "{tag}: B lists the sessions made on A and B"
+    );
+
+    let (status, answer) = admin::post(
+        &p.http,
+        &p.a,
+        "/sessions/revoke",
+        json!({ "openid": openid }),
+    )
+    .await;
+    assert_eq!(
+        (status, answer["revoked"].as_u64()),
+        (200, Some(2)),
+        "{answer}"
+    );
+    for (gw, name) in [(&p.a, "A"), (&p.b, "B")] {
+        for login in [&on_a, &on_b] {
+            let delay = p
+                .until_refused(gw, &login["access_token"], PROPAGATION)
+                .await;
+            assert!(
+                delay.is_some(),
+                "{tag}: {name} accepts a revoked user's token"
+            );
+        }
+    }
+    for login in [&on_a, &on_b] {
+        let (status, body) = p.refresh(&p.b, &login["refresh_token"]).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_grant"))
+        );
+    }
+
+    let before = p.login(&p.a, &format!("same-{tag}bea-1")).await;
+    let body = json!({ "openid": before["openid"], "until": now_unix() + 600 });
+    assert_eq!(
+        admin::post(&p.http, &p.b, "/users/block", body).await.0,
+        200
+    );
+    let (status, body) = p
+        .post(
+            &p.a,
+            "/auth/login",
+            json!({"code": format!("same-{tag}bea-2")}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("login_denied")),
+        "{tag}"
+    );
+    let (status, body) = p.refresh(&p.a, &before["refresh_token"]).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("login_denied")),
+        "{tag}"
+    );
+    let body = json!({ "openid": before["openid"] });
+    assert_eq!(
+        admin::post(&p.http, &p.a, "/users/unblock", body).await.0,
+        200
+    );
+    let (status, _) = p.refresh(&p.b, &before["refresh_token"]).await;
+    assert_eq!(
+        status, 200,
+        "{tag}: unblocked, the unspent refresh token works"
+    );
 }

@@ -38,6 +38,7 @@ async fn tls_with_an_acl_user_carries_every_session_operation() {
     let store = store_section(&target(&redis, &ca, true), TlsRedis::PREFIX);
     let p = Instances::start(&store, |_| {}).await;
     scenario::sessions_are_shared(&p, "tls").await;
+    scenario::users_are_revoked_and_blocked_everywhere(&p, "tls").await;
 
     // Everything went through the ACL user, whose keys are all under the prefix.
     let user = Some((TlsRedis::USER, TlsRedis::PASSWORD));

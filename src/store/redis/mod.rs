@@ -1,22 +1,36 @@
-//! The Redis backend, for several gateway instances sharing one Redis (6.2 or later).
+//! The Redis backend, for several gateway instances sharing one Redis (6.2 or later): one
+//! server, a primary followed through Sentinel, or a Redis Cluster.
 //!
-//! Keys, all under `key_prefix`:
-//! - `code:{digest}`: the spent-code gate, `SET NX EX 300`;
-//! - `session:{sid}`: a hash with the session (`session_key` included; the hook's claims as
-//!   JSON under `claims`, the phone number under `phone`), expiring with it;
-//! - `refresh:{digest}`: the session id of a live refresh token, or `!sid` once spent;
-//! - `shared:{name}`: values every instance shares, as `"{expires_at} {value}"` (the managed
-//!   `access_token` of each app);
+//! Keys, all under `key_prefix`; `{...}` is a literal Redis Cluster hash tag, so every key
+//! of one session, or of one user, lives on one cluster slot:
+//! - `code:<digest>`: the spent-code gate, `SET NX EX 300`;
+//! - `session:{<sid>}`: a hash with the session (`session_key` included; the hook's claims
+//!   as JSON under `claims`, the phone number under `phone`, `created_at`,
+//!   `refreshed_at`), expiring with it;
+//! - `refresh:{<sid>}:<digest>`: `sid` for a live refresh token, `!sid` once spent (the
+//!   token carries its session id, so its key is found without a lookup);
+//! - `revoked:{<sid>}`: the session was revoked, until the value's time;
+//! - `user:{<openid>}`, `unionid:{<unionid>}`: sorted sets of `"<appid> <sid>"` scored by
+//!   the session's expiry, the index user revocation and listing read;
+//! - `block:{<openid>}`: a hash of appid (or `*`) to the Unix time a login block ends;
+//! - `shared:<name>`: values every instance shares, as `"{expires_at} {value}"` (the
+//!   managed `access_token` of each app);
 //! - `revoked`: a sorted set of revoked session ids scored by when they may be forgotten,
 //!   and a pub/sub channel of the same name announcing each revocation.
 //!
-//! Rotation and revocation are Lua scripts, so they are atomic across instances. Every
-//! command is bounded by the store timeout; a failure is [`StoreUnavailable`], never a hang.
-//! A background task subscribes to the revocation channel and resynchronises the local
-//! [`Revocations`] from the sorted set every time it (re)connects.
+//! Each multi-key change is a Lua script ([`scripts`]) on one slot. A revocation is two
+//! steps: the session's slot ends it (its refresh tokens fail from then on), then the
+//! `revoked` set records and announces it; the second step is idempotent, so a failure in
+//! between is mended by trying again. Every command is bounded by the store timeout; a
+//! failure is [`StoreUnavailable`], never a hang. A background task subscribes to the
+//! revocation channel and resynchronises the local [`Revocations`] from the sorted set
+//! every time it (re)connects.
 
 mod connect;
+mod scripts;
+mod sessions;
 mod subscriber;
+mod users;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -25,81 +39,37 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use redis::{AsyncCommands, Script};
+use redis::{AsyncCommands, FromRedisValue, Script, ScriptInvocation};
 
 use connect::{Conn, Connector};
 use subscriber::Subscriber;
 
-use super::{Digest, Revocations, Rotation, Session, SessionStore, StoreUnavailable, CODE_MEMORY};
+use super::{
+    Admission, Digest, Indexed, RefreshKey, Revocations, Rotation, Session, SessionStore,
+    StoreUnavailable, User, CODE_MEMORY,
+};
 use crate::claims::Ext;
 use crate::secret::Secret;
 use crate::settings::RedisSettings;
-use crate::tokens::now_unix;
-
-/// KEYS: refresh(old), refresh(new), revoked; ARGV: expires_at, revoke_until, now,
-/// session key prefix, channel.
-const ROTATE: &str = r"
-local found = redis.call('GET', KEYS[1])
-if not found then return {'invalid'} end
-if string.sub(found, 1, 1) == '!' then
-  local sid = string.sub(found, 2)
-  redis.call('ZADD', KEYS[3], 'GT', ARGV[2], sid)
-  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[3])
-  redis.call('DEL', ARGV[4] .. sid)
-  redis.call('PUBLISH', ARGV[5], sid .. ' ' .. ARGV[2])
-  return {'reused', sid}
-end
-local session = ARGV[4] .. found
-if redis.call('EXISTS', session) == 0 or redis.call('ZSCORE', KEYS[3], found) then
-  return {'invalid'}
-end
-redis.call('SET', KEYS[1], '!' .. found, 'KEEPTTL')
-redis.call('SET', KEYS[2], found, 'EXAT', ARGV[1])
-redis.call('HSET', session, 'expires_at', ARGV[1])
-redis.call('EXPIREAT', session, ARGV[1])
-local out = {'rotated', found}
-for _, v in ipairs(redis.call('HGETALL', session)) do out[#out + 1] = v end
-return out
-";
-
-/// KEYS: shared value; ARGV: the value it must still hold.
-const FORGET_IF: &str = r"
-local current = redis.call('GET', KEYS[1])
-if not current then return 0 end
-local space = string.find(current, ' ', 1, true)
-if space and string.sub(current, space + 1) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  return 1
-end
-return 0
-";
-
-/// KEYS: session; ARGV: phone. Never recreates a session that expired or was revoked.
-const SET_PHONE: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], 'phone', ARGV[1])
-return 1
-";
-
-/// KEYS: session, revoked; ARGV: sid, until, now, channel.
-const REVOKE: &str = r"
-redis.call('ZADD', KEYS[2], 'GT', ARGV[2], ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[3])
-redis.call('DEL', KEYS[1])
-redis.call('PUBLISH', ARGV[4], ARGV[1] .. ' ' .. ARGV[2])
-return 1
-";
 
 pub struct RedisStore {
     connector: Arc<Connector>,
     prefix: String,
     timeout: Duration,
-    rotate: Script,
-    revoke: Script,
-    forget_if: Script,
-    set_phone: Script,
+    scripts: Scripts,
     /// Stops the revocation subscriber when the store goes away.
     _subscriber: AbortOnDrop,
+}
+
+struct Scripts {
+    admit: Script,
+    create: Script,
+    rotate: Script,
+    end: Script,
+    announce: Script,
+    block: Script,
+    forget_if: Script,
+    set_phone: Script,
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -122,10 +92,16 @@ impl RedisStore {
         };
         Ok(Self {
             connector,
-            rotate: Script::new(ROTATE),
-            revoke: Script::new(REVOKE),
-            forget_if: Script::new(FORGET_IF),
-            set_phone: Script::new(SET_PHONE),
+            scripts: Scripts {
+                admit: Script::new(scripts::ADMIT),
+                create: Script::new(scripts::CREATE),
+                rotate: Script::new(scripts::ROTATE),
+                end: Script::new(scripts::END),
+                announce: Script::new(scripts::ANNOUNCE),
+                block: Script::new(scripts::BLOCK),
+                forget_if: Script::new(scripts::FORGET_IF),
+                set_phone: Script::new(scripts::SET_PHONE),
+            },
             timeout: settings.timeout,
             prefix,
             _subscriber: AbortOnDrop(tokio::spawn(subscriber.run())),
@@ -136,12 +112,27 @@ impl RedisStore {
         self.connector.conn()
     }
 
+    /// An untagged key: `code:`, `shared:`.
     fn key(&self, kind: &str, id: &str) -> String {
         format!("{}{kind}:{id}", self.prefix)
     }
 
+    /// A key placed on the cluster slot of `tag`: a session's or a user's.
+    fn tagged(&self, kind: &str, tag: &str) -> String {
+        format!("{}{kind}:{{{tag}}}", self.prefix)
+    }
+
     fn digest_key(&self, kind: &str, digest: &Digest) -> String {
         self.key(kind, &URL_SAFE_NO_PAD.encode(digest))
+    }
+
+    /// A refresh token's key, on its session's slot.
+    fn refresh_key(&self, token: &RefreshKey) -> String {
+        format!(
+            "{}:{}",
+            self.tagged("refresh", &token.sid),
+            URL_SAFE_NO_PAD.encode(token.digest)
+        )
     }
 
     fn revoked_key(&self) -> String {
@@ -166,6 +157,16 @@ impl RedisStore {
             }
         }
     }
+
+    /// Runs a prepared script within the store timeout.
+    async fn run<T: FromRedisValue>(
+        &self,
+        what: &str,
+        invocation: &ScriptInvocation<'_>,
+    ) -> Result<T, StoreUnavailable> {
+        let mut conn = self.conn();
+        self.bounded(what, invocation.invoke_async(&mut conn)).await
+    }
 }
 
 #[async_trait::async_trait]
@@ -188,109 +189,58 @@ impl SessionStore for RedisStore {
         Ok(set.is_some())
     }
 
-    async fn create(&self, session: &Session, refresh: Digest) -> Result<(), StoreUnavailable> {
-        let key = self.key("session", &session.sid);
-        let mut fields = vec![
-            ("openid", session.openid.clone()),
-            ("appid", session.appid.clone()),
-            ("session_key", session.session_key.expose().to_string()),
-            ("expires_at", session.expires_at.to_string()),
-        ];
-        if let Some(unionid) = &session.unionid {
-            fields.push(("unionid", unionid.clone()));
-        }
-        if !session.claims.is_empty() {
-            let claims = serde_json::to_string(&session.claims).map_err(|_| StoreUnavailable)?;
-            fields.push(("claims", claims));
-        }
-        if let Some(phone) = &session.phone {
-            fields.push(("phone", phone.clone()));
-        }
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .hset_multiple(&key, &fields)
-            .ignore()
-            .expire_at(&key, session.expires_at)
-            .ignore()
-            .cmd("SET")
-            .arg(self.digest_key("refresh", &refresh))
-            .arg(&session.sid)
-            .arg("EXAT")
-            .arg(session.expires_at)
-            .ignore();
-        let mut conn = self.conn();
-        self.bounded("create", pipe.query_async::<()>(&mut conn))
-            .await
+    async fn create(
+        &self,
+        session: &Session,
+        refresh: &RefreshKey,
+    ) -> Result<Admission, StoreUnavailable> {
+        self.create_session(session, refresh).await
     }
 
     async fn session(&self, sid: &str) -> Result<Option<Session>, StoreUnavailable> {
         let mut conn = self.conn();
         let fields: HashMap<String, String> = self
-            .bounded("session", conn.hgetall(self.key("session", sid)))
+            .bounded("session", conn.hgetall(self.tagged("session", sid)))
             .await?;
         Ok(session_from(sid, fields))
     }
 
     async fn rotate(
         &self,
-        old: Digest,
-        new: Digest,
+        old: &RefreshKey,
+        new: &RefreshKey,
         expires_at: i64,
         revoke_until: i64,
     ) -> Result<Rotation, StoreUnavailable> {
-        let mut invocation = self.rotate.prepare_invoke();
-        invocation
-            .key(self.digest_key("refresh", &old))
-            .key(self.digest_key("refresh", &new))
-            .key(self.revoked_key())
-            .arg(expires_at)
-            .arg(revoke_until)
-            .arg(now_unix())
-            .arg(self.key("session", ""))
-            .arg(self.revoked_key());
-        let mut conn = self.conn();
-        let reply: Vec<String> = self
-            .bounded("rotate", invocation.invoke_async(&mut conn))
-            .await?;
-        let mut reply = reply.into_iter();
-        Ok(match (reply.next().as_deref(), reply.next()) {
-            (Some("rotated"), Some(sid)) => {
-                let mut fields = HashMap::new();
-                while let (Some(k), Some(v)) = (reply.next(), reply.next()) {
-                    fields.insert(k, v);
-                }
-                session_from(&sid, fields).map_or(Rotation::Invalid, Rotation::Rotated)
-            }
-            (Some("reused"), Some(sid)) => Rotation::Reused { sid },
-            _ => Rotation::Invalid,
-        })
+        self.rotate_token(old, new, expires_at, revoke_until).await
     }
 
-    async fn revoke(&self, sid: &str, until: i64) -> Result<(), StoreUnavailable> {
-        let mut invocation = self.revoke.prepare_invoke();
-        invocation
-            .key(self.key("session", sid))
-            .key(self.revoked_key())
-            .arg(sid)
-            .arg(until)
-            .arg(now_unix())
-            .arg(self.revoked_key());
+    async fn revoke(&self, sids: &[String], until: i64) -> Result<(), StoreUnavailable> {
+        self.end_sessions(sids, until).await
+    }
+
+    async fn user_sessions(&self, user: User<'_>) -> Result<Vec<Indexed>, StoreUnavailable> {
+        self.indexed(user).await
+    }
+
+    async fn block(&self, openid: &str, appid: &str, until: i64) -> Result<(), StoreUnavailable> {
+        self.set_block(openid, appid, until).await
+    }
+
+    async fn unblock(&self, openid: &str, appid: &str) -> Result<bool, StoreUnavailable> {
         let mut conn = self.conn();
-        self.bounded("revoke", invocation.invoke_async::<i64>(&mut conn))
-            .await
-            .map(drop)
+        let removed: i64 = self
+            .bounded("unblock", conn.hdel(self.tagged("block", openid), appid))
+            .await?;
+        Ok(removed == 1)
     }
 
     async fn set_phone(&self, sid: &str, phone: &str) -> Result<bool, StoreUnavailable> {
-        let mut invocation = self.set_phone.prepare_invoke();
-        invocation.key(self.key("session", sid)).arg(phone);
-        let mut conn = self.conn();
-        let set: i64 = self
-            .bounded("set_phone", invocation.invoke_async(&mut conn))
-            .await?;
+        let mut invocation = self.scripts.set_phone.prepare_invoke();
+        invocation.key(self.tagged("session", sid)).arg(phone);
+        let set: i64 = self.run("set_phone", &invocation).await?;
         Ok(set == 1)
     }
-
     async fn ping(&self) -> bool {
         let mut conn = self.conn();
         tokio::time::timeout(self.timeout, conn.ping::<String>())
@@ -329,10 +279,9 @@ impl SessionStore for RedisStore {
     }
 
     async fn shared_forget(&self, key: &str, value: &str) -> Result<(), StoreUnavailable> {
-        let mut invocation = self.forget_if.prepare_invoke();
+        let mut invocation = self.scripts.forget_if.prepare_invoke();
         invocation.key(self.key("shared", key)).arg(value);
-        let mut conn = self.conn();
-        self.bounded("shared_forget", invocation.invoke_async::<i64>(&mut conn))
+        self.run::<i64>("shared_forget", &invocation)
             .await
             .map(drop)
     }
@@ -354,5 +303,7 @@ fn session_from(sid: &str, mut fields: HashMap<String, String>) -> Option<Sessio
         expires_at: fields.remove("expires_at")?.parse().ok()?,
         claims,
         phone: fields.remove("phone"),
+        created_at: fields.remove("created_at")?.parse().ok()?,
+        refreshed_at: fields.remove("refreshed_at").and_then(|t| t.parse().ok()),
     })
 }
