@@ -36,7 +36,7 @@ async fn tls_with_an_acl_user_carries_every_session_operation() {
     };
     let ca = redis.dir.path().join("ca.pem").display().to_string();
     let store = store_section(&target(&redis, &ca, true), TlsRedis::PREFIX);
-    let p = Instances::start(&store, |_| {}).await;
+    let p = Instances::start(&store, crate::generous_limits).await;
     scenario::sessions_are_shared(&p, "tls").await;
     scenario::users_are_revoked_and_blocked_everywhere(&p, "tls").await;
 
@@ -76,7 +76,11 @@ async fn a_server_from_another_ca_a_missing_client_certificate_or_a_wrong_passwo
         ("a wrong password", wrong_password),
     ];
     for (case, lines) in cases {
-        let p = Instances::start(&store_section(&lines, TlsRedis::PREFIX), |_| {}).await;
+        let p = Instances::start(
+            &store_section(&lines, TlsRedis::PREFIX),
+            crate::generous_limits,
+        )
+        .await;
         // Give the connection every chance to come up before concluding it does not.
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert_eq!(p.ready(&p.a).await, 503, "{case}: /readyz");

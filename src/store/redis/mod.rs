@@ -28,6 +28,7 @@
 
 mod connect;
 mod scripts;
+mod sentinel;
 mod sessions;
 mod subscriber;
 mod users;
@@ -41,7 +42,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use redis::{AsyncCommands, FromRedisValue, Script, ScriptInvocation};
 
-use connect::{Conn, Connector};
+use connect::{AbortOnDrop, Conn, Connector};
 use subscriber::Subscriber;
 
 use super::{
@@ -70,14 +71,6 @@ struct Scripts {
     block: Script,
     forget_if: Script,
     set_phone: Script,
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 impl RedisStore {

@@ -27,6 +27,7 @@ impl Subscriber {
     pub(super) async fn run(self) {
         let mut connected = true;
         let mut delay = Duration::from_millis(50);
+        let mut moved = self.connector.moved();
         loop {
             match self.follow(&mut connected).await {
                 Ok(()) => delay = Duration::from_millis(50),
@@ -36,7 +37,11 @@ impl Subscriber {
                     }
                 }
             }
-            tokio::time::sleep(delay).await;
+            // A new primary ends the wait: the feed moves there at once.
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = switched(&mut moved) => {}
+            }
             delay = (delay * 2).min(RECONNECT_MAX);
         }
     }
@@ -45,6 +50,11 @@ impl Subscriber {
     /// the connection fails. Subscribing first means nothing falls between the two.
     async fn follow(&self, connected: &mut bool) -> anyhow::Result<()> {
         let timeout = self.connector.feed_timeout;
+        // Taken before connecting, so a switch of primary while subscribing is not missed.
+        let mut moved = self.connector.moved();
+        if let Some(moved) = &mut moved {
+            moved.borrow_and_update();
+        }
         let pubsub = tokio::time::timeout(timeout, self.connector.pubsub()).await??;
         let (mut sink, mut stream) = pubsub.split();
         tokio::time::timeout(timeout, sink.subscribe(&self.name)).await??;
@@ -66,6 +76,10 @@ impl Subscriber {
                 }
                 _ = ping.tick() => {
                     tokio::time::timeout(timeout, sink.ping::<String>()).await??;
+                }
+                () = switched(&mut moved) => {
+                    tracing::info!("revocation feed follows the new redis primary");
+                    return Ok(());
                 }
             }
         }
@@ -91,5 +105,17 @@ impl Subscriber {
                 self.revoked.insert(sid, until);
             }
         }
+    }
+}
+
+/// Completes when the primary the subscription is on has been replaced; never in the
+/// modes without one.
+async fn switched(moved: &mut Option<tokio::sync::watch::Receiver<u64>>) {
+    let changed = match moved {
+        Some(moved) => moved.changed().await.is_ok(),
+        None => false,
+    };
+    if !changed {
+        std::future::pending::<()>().await;
     }
 }
