@@ -205,7 +205,11 @@ pub fn describe(s: &Settings) -> String {
             tls.cert_file.display()
         );
     }
-    let _ = writeln!(out, "admin         {}", s.admin_listen);
+    let guarded = match s.admin_token {
+        Some(_) => " (session and user endpoints need the token_file bearer token)",
+        None => "",
+    };
+    let _ = writeln!(out, "admin         {}{guarded}", s.admin_listen);
     let _ = writeln!(
         out,
         "wechat        {} (timeout {})",

@@ -229,6 +229,11 @@ impl Store {
         expires_at: i64,
         revoke_until: i64,
     ) -> Result<Rotation, StoreUnavailable> {
+        // A session this instance knows to be revoked has no live refresh token, even if
+        // the backend has not caught up (a revocation racing the session's creation).
+        if self.is_revoked(&old.sid) {
+            return Ok(Rotation::Invalid);
+        }
         let rotation = self
             .backend
             .rotate(old, new, expires_at, revoke_until)

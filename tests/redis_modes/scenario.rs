@@ -155,9 +155,17 @@ pub async fn users_are_revoked_and_blocked_everywhere(p: &Instances, tag: &str) 
         "{tag}"
     );
     let body = json!({ "openid": before["openid"] });
+    let (status, answer) = admin::post(&p.http, &p.a, "/users/unblock", body.clone()).await;
     assert_eq!(
-        admin::post(&p.http, &p.a, "/users/unblock", body).await.0,
-        200
+        (status, answer["unblocked"].as_bool()),
+        (200, Some(true)),
+        "{tag}"
+    );
+    let (_, answer) = admin::post(&p.http, &p.b, "/users/unblock", body).await;
+    assert_eq!(
+        answer["unblocked"].as_bool(),
+        Some(false),
+        "{tag}: lifted already"
     );
     let (status, _) = p.refresh(&p.b, &before["refresh_token"]).await;
     assert_eq!(

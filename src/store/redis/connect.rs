@@ -159,6 +159,14 @@ impl Connector {
         }
     }
 
+    /// Whether there is somewhere to connect to yet (Sentinel: a primary is known).
+    pub(super) fn has_target(&self) -> bool {
+        match &self.mode {
+            Mode::Sentinel { primary, .. } => primary.current().is_some(),
+            _ => true,
+        }
+    }
+
     /// Changes when the subscription must move (Sentinel switched to another primary);
     /// `None` in the modes where it never has to.
     pub(super) fn moved(&self) -> Option<watch::Receiver<u64>> {

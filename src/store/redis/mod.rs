@@ -69,6 +69,7 @@ struct Scripts {
     end: Script,
     announce: Script,
     block: Script,
+    unblock: Script,
     forget_if: Script,
     set_phone: Script,
 }
@@ -92,6 +93,7 @@ impl RedisStore {
                 end: Script::new(scripts::END),
                 announce: Script::new(scripts::ANNOUNCE),
                 block: Script::new(scripts::BLOCK),
+                unblock: Script::new(scripts::UNBLOCK),
                 forget_if: Script::new(scripts::FORGET_IF),
                 set_phone: Script::new(scripts::SET_PHONE),
             },
@@ -221,11 +223,13 @@ impl SessionStore for RedisStore {
     }
 
     async fn unblock(&self, openid: &str, appid: &str) -> Result<bool, StoreUnavailable> {
-        let mut conn = self.conn();
-        let removed: i64 = self
-            .bounded("unblock", conn.hdel(self.tagged("block", openid), appid))
-            .await?;
-        Ok(removed == 1)
+        let mut invocation = self.scripts.unblock.prepare_invoke();
+        invocation
+            .key(self.tagged("block", openid))
+            .arg(appid)
+            .arg(crate::tokens::now_unix());
+        let lifted: i64 = self.run("unblock", &invocation).await?;
+        Ok(lifted == 1)
     }
 
     async fn set_phone(&self, sid: &str, phone: &str) -> Result<bool, StoreUnavailable> {

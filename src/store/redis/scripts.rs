@@ -101,6 +101,15 @@ if latest > 0 then redis.call('EXPIREAT', KEYS[1], latest) end
 return 1
 ";
 
+/// KEYS: the user's blocks; ARGV: appid or `*`, now. 1 when a block still in force was
+/// lifted.
+pub(super) const UNBLOCK: &str = r"
+local ends = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') or 0
+redis.call('HDEL', KEYS[1], ARGV[1])
+if ends > tonumber(ARGV[2]) then return 1 end
+return 0
+";
+
 /// KEYS: shared value; ARGV: the value it must still hold.
 pub(super) const FORGET_IF: &str = r"
 local current = redis.call('GET', KEYS[1])

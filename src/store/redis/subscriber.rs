@@ -28,6 +28,14 @@ impl Subscriber {
         let mut connected = true;
         let mut delay = Duration::from_millis(50);
         let mut moved = self.connector.moved();
+        // Behind Sentinel the primary is not known at start: wait for it a moment rather
+        // than report the feed lost before it was ever there.
+        if !self.connector.has_target() {
+            tokio::select! {
+                () = switched(&mut moved) => {}
+                () = tokio::time::sleep(RECONNECT_MAX) => {}
+            }
+        }
         loop {
             match self.follow(&mut connected).await {
                 Ok(()) => delay = Duration::from_millis(50),
