@@ -136,6 +136,54 @@ fn redacted_url(text: &str) -> String {
     }
 }
 
+/// Where the Redis is, with TLS and the ACL user; passwords are never shown.
+fn redis_target(r: &crate::settings::RedisSettings) -> String {
+    use crate::settings::RedisTarget;
+    let list = |nodes: &[(String, u16)]| {
+        let text: Vec<String> = nodes
+            .iter()
+            .map(|(h, p)| match h.contains(':') {
+                true => format!("[{h}]:{p}"),
+                false => format!("{h}:{p}"),
+            })
+            .collect();
+        text.join(",")
+    };
+    let mut text = match &r.target {
+        RedisTarget::Url(url) => format!("url={}", redacted_url(url.expose())),
+        RedisTarget::Sentinel {
+            sentinels,
+            master_name,
+            db,
+            ..
+        } => format!(
+            "sentinels={} master_name={master_name} db={db}",
+            list(sentinels)
+        ),
+        RedisTarget::Cluster { nodes } => format!("cluster={}", list(nodes)),
+    };
+    if let Some(user) = &r.auth.username {
+        text.push_str(&format!(" username={user}"));
+    }
+    if r.auth.password.is_some() {
+        text.push_str(" password=***");
+    }
+    if let Some(tls) = &r.tls {
+        let roots = if tls.ca.is_some() {
+            "ca_file"
+        } else {
+            "system roots"
+        };
+        let client = if tls.client.is_some() {
+            ", client certificate"
+        } else {
+            ""
+        };
+        text.push_str(&format!(" tls=({roots}{client})"));
+    }
+    text
+}
+
 /// A URL whose query (which may hold a shared secret) is shown as `?***`.
 fn without_query(text: &str) -> String {
     match text.split_once('?') {
@@ -157,7 +205,11 @@ pub fn describe(s: &Settings) -> String {
             tls.cert_file.display()
         );
     }
-    let _ = writeln!(out, "admin         {}", s.admin_listen);
+    let guarded = match s.admin_token {
+        Some(_) => " (session and user endpoints need the token_file bearer token)",
+        None => "",
+    };
+    let _ = writeln!(out, "admin         {}{guarded}", s.admin_listen);
     let _ = writeln!(
         out,
         "wechat        {} (timeout {})",
@@ -200,8 +252,8 @@ pub fn describe(s: &Settings) -> String {
         StoreSettings::Memory => writeln!(out, "store         memory (this instance only)"),
         StoreSettings::Redis(r) => writeln!(
             out,
-            "store         redis url={} key_prefix={} pool_size={} timeout={} connect_timeout={}",
-            redacted_url(r.url.expose()),
+            "store         redis {} key_prefix={} pool_size={} timeout={} connect_timeout={}",
+            redis_target(r),
             r.key_prefix,
             r.pool_size,
             duration::display(r.timeout),

@@ -51,6 +51,8 @@ pub enum GatewayError {
     DecryptFailed,
     #[error("rate limited")]
     RateLimited { retry_after_secs: u64 },
+    #[error("the admin bearer token is missing or wrong")]
+    AdminUnauthorized,
     // WeChat's answers about the login code.
     #[error("WeChat refused the code as invalid")]
     InvalidCode,
@@ -167,6 +169,8 @@ impl GatewayError {
                 "the user data could not be decrypted or verified"),
             RateLimited { .. } => policy(S::TOO_MANY_REQUESTS, "rate_limited", Client,
                 "too many requests; retry later"),
+            AdminUnauthorized => policy(S::UNAUTHORIZED, "unauthorized", Client,
+                "this admin endpoint requires the admin bearer token"),
             InvalidCode => policy(S::BAD_REQUEST, "invalid_code", Client,
                 "the login code is invalid or expired; call wx.login again"),
             CodeUsed => policy(S::BAD_REQUEST, "code_used", Client,
@@ -251,6 +255,12 @@ impl GatewayError {
                 if let Ok(v) = HeaderValue::from_str(&value) {
                     headers.insert(WWW_AUTHENTICATE, v);
                 }
+            }
+            GatewayError::AdminUnauthorized => {
+                headers.insert(
+                    WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"wxgate-admin\""),
+                );
             }
             GatewayError::RateLimited { retry_after_secs }
             | GatewayError::WechatShedding { retry_after_secs } => {

@@ -54,6 +54,7 @@
 //! |---|---|
 //! | the admin listener: `/healthz`, `/readyz`, `/metrics`, and the relay below | `ops::admin` |
 //! | the WeChat API relay for backends (`WechatClient::relay` makes the call) | `ops::relay` |
+//! | the operator's session and user endpoints: list, revoke, block | `ops::sessions` |
 //! | metrics: the registry, per-route handles, the OpenMetrics text | `ops::metrics` |
 //! | log output to stderr, batched | `ops::logwriter` |
 //! | the access line, formatted directly | `ops::accesslog` |

@@ -17,6 +17,8 @@ pub struct Settings {
     pub server: ServerSettings,
     pub log: LogSettings,
     pub admin_listen: SocketAddr,
+    /// `[admin] token_file`: the bearer secret the session and user endpoints require.
+    pub admin_token: Option<Secret>,
     pub wechat: WechatSettings,
     pub auth: AuthSettings,
     pub store: StoreSettings,
@@ -126,19 +128,53 @@ pub struct IdentityHeaders {
 #[derive(Debug, Clone, PartialEq)]
 pub enum StoreSettings {
     Memory,
-    Redis(RedisSettings),
+    Redis(Box<RedisSettings>),
 }
 
 /// `[store] backend = "redis"`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RedisSettings {
-    /// May carry a password, so it is never printed.
-    pub url: Secret,
+    pub target: RedisTarget,
+    /// The data nodes' credentials when they are not in `url` (an ACL user, a password).
+    pub auth: RedisAuth,
+    /// Set for `rediss://` and for Sentinel or Cluster with `tls = true`.
+    pub tls: Option<RedisTls>,
     pub key_prefix: String,
     pub pool_size: usize,
     /// Bound on every command (and on readiness pings).
     pub timeout: Duration,
     pub connect_timeout: Duration,
+}
+
+/// Where the Redis is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RedisTarget {
+    /// One server (`redis://`, `rediss://`, `unix://`); may carry a password, so never printed.
+    Url(Secret),
+    /// The primary that these Sentinels name `master_name`, followed through failovers.
+    Sentinel {
+        sentinels: Vec<(String, u16)>,
+        master_name: String,
+        db: i64,
+        /// The Sentinels' own credentials, when they require any.
+        sentinel_auth: RedisAuth,
+    },
+    /// Redis Cluster: seed nodes; the rest of the topology is discovered.
+    Cluster { nodes: Vec<(String, u16)> },
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RedisAuth {
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+}
+
+/// TLS to Redis: the server is verified against `ca` (PEM), or the system roots without it;
+/// `client` is the certificate chain and key (PEM) presented when the server asks for one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RedisTls {
+    pub ca: Option<Vec<u8>>,
+    pub client: Option<(Vec<u8>, Secret)>,
 }
 
 impl WechatSettings {

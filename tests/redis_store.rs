@@ -12,23 +12,23 @@ use std::time::{Duration, Instant};
 use redis::AsyncCommands;
 use serde_json::{json, Value};
 use support::hook::{Answer, Hook};
+use support::instances::{Instances, PROPAGATION};
 use support::redis::Redis;
 use support::websocket::{echoes, upgrade, WsUpstream};
-use support::{client, ConfigBuilder, Gateway, Upstream, Wechat};
+use support::{ConfigBuilder, Gateway};
 
-/// The longest a revocation may take to reach another instance.
-const PROPAGATION: Duration = Duration::from_secs(1);
-
+/// Two instances sharing one `redis-server`, and the key prefix of their keys.
 struct Cluster {
-    wechat: Wechat,
-    upstream: Upstream,
     redis: Redis,
-    /// The `key_prefix` of this cluster's keys.
     prefix: String,
-    config: String,
-    a: Gateway,
-    b: Gateway,
-    http: reqwest::Client,
+    pair: Instances,
+}
+
+impl std::ops::Deref for Cluster {
+    type Target = Instances;
+    fn deref(&self) -> &Instances {
+        &self.pair
+    }
 }
 
 impl Cluster {
@@ -39,104 +39,17 @@ impl Cluster {
     /// Two instances on one config, adjusted by `adjust` before the Redis store is set.
     async fn start_with(test: &str, adjust: impl FnOnce(&mut ConfigBuilder)) -> Option<Self> {
         let redis = Redis::start(test)?;
-        let wechat = Wechat::start().await;
-        let upstream = Upstream::start().await;
-        let mut config = ConfigBuilder::new(&wechat.base(), &upstream.base());
-        adjust(&mut config);
         let prefix = format!("t{}:", support::unique());
-        config.store = format!(
+        let store = format!(
             "[store]\nbackend = \"redis\"\nurl = \"{}\"\nkey_prefix = \"{prefix}\"\ntimeout = \"300ms\"\nconnect_timeout = \"300ms\"\n",
             redis.url(),
         );
-        let config = config.text();
-        let a = Gateway::start(&config).await;
-        let b = Gateway::start(&config).await;
+        let pair = Instances::start(&store, adjust).await;
         Some(Self {
-            wechat,
-            upstream,
             redis,
             prefix,
-            config,
-            a,
-            b,
-            http: client(),
+            pair,
         })
-    }
-
-    async fn post(&self, gw: &Gateway, path: &str, body: Value) -> (u16, Value) {
-        let response = self
-            .http
-            .post(gw.url(path))
-            .json(&body)
-            .send()
-            .await
-            .expect("request");
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn login(&self, gw: &Gateway, code: &str) -> Value {
-        let (status, body) = self.post(gw, "/auth/login", json!({ "code": code })).await;
-        assert_eq!(status, 200, "login: {body}");
-        body
-    }
-
-    async fn refresh(&self, gw: &Gateway, refresh_token: &Value) -> (u16, Value) {
-        self.post(
-            gw,
-            "/auth/refresh",
-            json!({ "refresh_token": refresh_token }),
-        )
-        .await
-    }
-
-    async fn logout(&self, gw: &Gateway, access: &Value) -> u16 {
-        self.http
-            .post(gw.url("/auth/logout"))
-            .bearer_auth(access.as_str().expect("access token"))
-            .send()
-            .await
-            .expect("logout")
-            .status()
-            .as_u16()
-    }
-
-    async fn call(&self, gw: &Gateway, access: &Value) -> u16 {
-        self.http
-            .get(gw.url("/api/orders"))
-            .bearer_auth(access.as_str().expect("access token"))
-            .send()
-            .await
-            .expect("call")
-            .status()
-            .as_u16()
-    }
-
-    async fn ready(&self, gw: &Gateway) -> u16 {
-        self.http
-            .get(format!("http://{}/readyz", gw.admin))
-            .send()
-            .await
-            .expect("readyz")
-            .status()
-            .as_u16()
-    }
-
-    /// Polls until `gw` refuses `access`; returns how long that took (None: not within `limit`).
-    async fn until_refused(
-        &self,
-        gw: &Gateway,
-        access: &Value,
-        limit: Duration,
-    ) -> Option<Duration> {
-        let start = Instant::now();
-        while start.elapsed() < limit {
-            if self.call(gw, access).await == 401 {
-                return Some(start.elapsed());
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        None
     }
 }
 
@@ -413,7 +326,8 @@ async fn hook_claims_and_a_phone_set_on_one_instance_reach_tokens_minted_by_the_
     let login = c.login(&c.a, "hookredis1").await;
     let sid = login["session_id"].as_str().expect("sid").to_string();
     let mut redis = inspect(&c).await;
-    let session_key = format!("{}session:{sid}", c.prefix);
+    // `{sid}` is the key's cluster hash tag.
+    let session_key = format!("{}session:{{{sid}}}", c.prefix);
     let stored: Option<String> = redis.hget(&session_key, "claims").await.expect("hget");
     let stored: Value = serde_json::from_str(&stored.expect("claims field")).expect("json");
     assert_eq!(stored, json!({"uid": 42, "tier": "gold"}));
@@ -438,7 +352,7 @@ async fn hook_claims_and_a_phone_set_on_one_instance_reach_tokens_minted_by_the_
         .await
         .expect("store"));
     let created: bool = redis
-        .exists(format!("{}session:no-such-session", c.prefix))
+        .exists(format!("{}session:{{no-such-session}}", c.prefix))
         .await
         .expect("exists");
     assert!(!created, "set_phone never creates a session");

@@ -79,12 +79,15 @@ impl Default for LogSection {
 #[serde(deny_unknown_fields, default)]
 pub struct AdminSection {
     pub listen: String,
+    /// A file holding the bearer secret the session and user endpoints require.
+    pub token_file: Option<String>,
 }
 
 impl Default for AdminSection {
     fn default() -> Self {
         Self {
             listen: DEFAULT_ADMIN_LISTEN.into(),
+            token_file: None,
         }
     }
 }
@@ -260,6 +263,20 @@ pub struct StoreSection {
     #[serde(default = "default_backend")]
     pub backend: String,
     pub url: Option<String>,
+    pub sentinels: Option<Vec<String>>,
+    pub master_name: Option<String>,
+    pub sentinel_username: Option<String>,
+    pub sentinel_password: Option<String>,
+    pub sentinel_password_file: Option<String>,
+    pub cluster: Option<Vec<String>>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub password_file: Option<String>,
+    pub db: Option<i64>,
+    pub tls: Option<bool>,
+    pub ca_file: Option<String>,
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
     pub key_prefix: Option<String>,
     pub pool_size: Option<usize>,
     pub timeout: Option<String>,
@@ -271,6 +288,20 @@ impl Default for StoreSection {
         Self {
             backend: default_backend(),
             url: None,
+            sentinels: None,
+            master_name: None,
+            sentinel_username: None,
+            sentinel_password: None,
+            sentinel_password_file: None,
+            cluster: None,
+            username: None,
+            password: None,
+            password_file: None,
+            db: None,
+            tls: None,
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
             key_prefix: None,
             pool_size: None,
             timeout: None,

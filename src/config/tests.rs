@@ -100,6 +100,37 @@ fn the_redis_password_never_appears_in_check_output() {
     assert!(described.contains("key_prefix=shop:"), "{described}");
 }
 
+#[test]
+fn sentinel_cluster_and_tls_settings_are_described_without_their_secrets() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/config/valid");
+    let cases = [
+        (
+            "redis_sentinel.toml",
+            "redis sentinels=10.0.0.1:26379,10.0.0.2:26379,[fd00::3]:26379 master_name=mymaster \
+             db=1 username=wxgate password=***",
+        ),
+        (
+            "redis_cluster.toml",
+            "redis cluster=10.0.0.1:7000,10.0.0.2:7000,10.0.0.3:7000 username=wxgate \
+             password=*** tls=(ca_file)",
+        ),
+        (
+            "redis_tls.toml",
+            "redis url=rediss://wxgate@cache.internal:6380/0 password=*** \
+             tls=(ca_file, client certificate)",
+        ),
+    ];
+    for (file, shown) in cases {
+        let settings = load(&dir.join(file)).expect("valid");
+        let described = crate::cli::describe(&settings);
+        assert!(described.contains(shown), "{file}: {described}");
+        let secrets = ["-secret", "redis-acl-password", "PRIVATE KEY"];
+        for secret in secrets {
+            assert!(!described.contains(secret), "{file}: {described}");
+        }
+    }
+}
+
 /// A config in a fresh temp folder whose `keys/` holds a new private key per `(file, alg)`.
 fn with_private_keys(
     keys_toml: &str,

@@ -4,12 +4,12 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use serde_json::Value;
 
-use super::{json_body, new_refresh_token, rate_limit, token_response, Call};
+use super::{json_body, new_refresh_token, rate_limit, token_response, Call, SID_BYTES};
 use crate::body::ResBody;
 use crate::claims::Ext;
 use crate::error::GatewayError;
 use crate::hook::LoginFacts;
-use crate::store::Session;
+use crate::store::{Admission, Session};
 use crate::tokens;
 
 /// Longest code accepted; WeChat documents no format, this is local hygiene.
@@ -57,18 +57,25 @@ pub(super) async fn login(
         }
         None => Ext::new(),
     };
+    let now = tokens::now_unix();
     let session = Session {
-        sid: tokens::random_id(16),
+        sid: tokens::random_id(SID_BYTES),
         openid: wx.openid,
         unionid: wx.unionid,
         appid: app.appid.clone(),
         session_key: wx.session_key,
-        expires_at: tokens::now_unix() + settings.auth.refresh_ttl.as_secs() as i64,
+        expires_at: now + settings.auth.refresh_ttl.as_secs() as i64,
         claims,
         phone: None,
+        created_at: now,
+        refreshed_at: None,
     };
-    let (refresh_token, refresh_hash) = new_refresh_token();
-    call.runtime.store.create(&session, refresh_hash).await?;
+    let (refresh_token, refresh_key) = new_refresh_token(&session.sid);
+    // The store checks the operator's block in the same step as it indexes the session.
+    if let Admission::Blocked { .. } = call.runtime.store.create(&session, &refresh_key).await? {
+        tracing::info!(appid = %session.appid, "login refused: the user is blocked");
+        return Err(GatewayError::LoginDenied);
+    }
     tracing::info!(appid = %session.appid, "login succeeded");
     token_response(call.runtime, &session, &refresh_token)
 }

@@ -19,7 +19,7 @@ use crate::body::{GuardedBody, ResBody};
 use crate::error::{json_response, GatewayError};
 use crate::gateway::Runtime;
 use crate::proxy::clientip::ClientAddr;
-use crate::store::{digest, Session};
+use crate::store::{digest, RefreshKey, Session};
 use crate::tokens::{self, Claims};
 
 /// Gateway endpoint bodies are small JSON documents.
@@ -229,11 +229,34 @@ fn no_store(mut response: Response<ResBody>) -> Response<ResBody> {
     response
 }
 
-/// A new opaque refresh token and the digest the store keeps instead of it.
-fn new_refresh_token() -> (String, crate::store::Digest) {
-    let token = tokens::random_id(32);
-    let hash = digest(&[token.as_bytes()]);
-    (token, hash)
+/// Session ids are [`SID_BYTES`] random bytes: this many base64url characters.
+const SID_LEN: usize = 22;
+pub(crate) const SID_BYTES: usize = 16;
+/// A refresh token is its session's id and then 32 random bytes, all base64url: still one
+/// opaque string to clients, while the store finds the session's keys from the token alone.
+const REFRESH_LEN: usize = SID_LEN + 43;
+
+/// A new refresh token of session `sid`, and what the store keeps of it.
+fn new_refresh_token(sid: &str) -> (String, RefreshKey) {
+    let token = format!("{sid}{}", tokens::random_id(32));
+    let key = RefreshKey {
+        sid: sid.to_string(),
+        digest: digest(&[token.as_bytes()]),
+    };
+    (token, key)
+}
+
+/// What the store knows a presented refresh token by; `None` when it has not the shape
+/// of one of ours (then it is refused without a store round trip).
+fn refresh_key(presented: &str) -> Option<RefreshKey> {
+    let well_formed = presented.len() == REFRESH_LEN
+        && presented
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    well_formed.then(|| RefreshKey {
+        sid: presented[..SID_LEN].to_string(),
+        digest: digest(&[presented.as_bytes()]),
+    })
 }
 
 /// When access tokens of a revoked session have all expired, so the revocation can lapse.
@@ -244,5 +267,33 @@ fn revocation_horizon(call: &Call<'_>) -> i64 {
 impl From<crate::store::StoreUnavailable> for GatewayError {
     fn from(_: crate::store::StoreUnavailable) -> Self {
         GatewayError::StoreUnavailable
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refresh_token_carries_its_session_id_and_only_its_own_shape_is_read() {
+        let sid = tokens::random_id(SID_BYTES);
+        let (token, key) = new_refresh_token(&sid);
+        assert!(token.starts_with(&sid) && token.len() == REFRESH_LEN);
+        let read = refresh_key(&token).expect("our own token");
+        assert_eq!((read.sid.as_str(), read.digest), (sid.as_str(), key.digest));
+        assert_ne!(
+            new_refresh_token(&sid).0,
+            token,
+            "random after the session id"
+        );
+        for bad in [
+            &token[1..],
+            &format!("{token}x"),
+            &token.replace(&token[30..31], "{"),
+        ] {
+            assert!(refresh_key(bad).is_none(), "{bad}");
+        }
+        let access_like = format!("{}.{}", &token[..32], &token[33..]);
+        assert!(refresh_key(&access_like).is_none());
     }
 }

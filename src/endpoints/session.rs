@@ -5,25 +5,13 @@ use hyper::body::Incoming;
 use serde_json::{json, Value};
 
 use super::{
-    bearer_identity, bearer_session, json_body, new_refresh_token, revocation_horizon,
+    bearer_identity, bearer_session, json_body, new_refresh_token, refresh_key, revocation_horizon,
     token_response, Call,
 };
 use crate::body::{self, ResBody};
 use crate::error::{json_response, GatewayError};
-use crate::store::{digest, Rotation};
+use crate::store::Rotation;
 use crate::tokens;
-
-/// Refresh tokens are 43 characters; anything much longer is not one of ours.
-const MAX_REFRESH_TOKEN_LEN: usize = 256;
-
-/// Whether `presented` has the shape of a refresh token (base64url, bounded), so that
-/// anything else is refused without a store round trip.
-fn could_be_refresh_token(presented: &str) -> bool {
-    presented.len() <= MAX_REFRESH_TOKEN_LEN
-        && presented
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
 
 pub(super) async fn refresh(
     call: Call<'_>,
@@ -31,7 +19,7 @@ pub(super) async fn refresh(
 ) -> Result<Response<ResBody>, GatewayError> {
     let body = json_body(&call, request).await?;
     // RFC 6749 5.2: a request that is not well-formed is `invalid_request`; a well-formed
-    // request whose grant is not a live refresh token (too long, another alphabet, an
+    // request whose grant is not a live refresh token (another length or alphabet, an
     // access token, unknown, spent, expired) is `invalid_grant`, which tells a client to
     // log in again. Clients branch on this split.
     let presented = match body.get("refresh_token") {
@@ -42,21 +30,16 @@ pub(super) async fn refresh(
             ))
         }
     };
-    if !could_be_refresh_token(presented) {
+    let Some(presented) = refresh_key(presented) else {
         return Err(GatewayError::InvalidGrant);
-    }
+    };
     let runtime = call.runtime;
-    let (refresh_token, refresh_hash) = new_refresh_token();
+    let (refresh_token, next) = new_refresh_token(&presented.sid);
     let expires_at = tokens::now_unix() + runtime.settings.auth.refresh_ttl.as_secs() as i64;
     let rotation = call
         .runtime
         .store
-        .rotate(
-            digest(&[presented.as_bytes()]),
-            refresh_hash,
-            expires_at,
-            revocation_horizon(&call),
-        )
+        .rotate(&presented, &next, expires_at, revocation_horizon(&call))
         .await?;
     match rotation {
         Rotation::Rotated(session) => token_response(runtime, &session, &refresh_token),
@@ -65,6 +48,12 @@ pub(super) async fn refresh(
             Err(GatewayError::InvalidGrant)
         }
         Rotation::Invalid => Err(GatewayError::InvalidGrant),
+        // 403 rather than `invalid_grant`: a client told to log in again would be refused
+        // at login too, and loop; `login_denied` is where an SDK stops.
+        Rotation::Blocked { .. } => {
+            tracing::info!("refresh refused: the user is blocked");
+            Err(GatewayError::LoginDenied)
+        }
     }
 }
 

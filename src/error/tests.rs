@@ -27,6 +27,7 @@ fn one_of_each() -> Vec<GatewayError> {
         RateLimited {
             retry_after_secs: 1,
         },
+        AdminUnauthorized,
         InvalidCode,
         CodeUsed,
         CodeBlocked,
@@ -65,6 +66,7 @@ fn one_of_each() -> Vec<GatewayError> {
             | InvalidGrant
             | DecryptFailed
             | RateLimited { .. }
+            | AdminUnauthorized
             | InvalidCode
             | CodeUsed
             | CodeBlocked

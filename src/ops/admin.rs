@@ -1,5 +1,5 @@
-//! The admin listener: `/healthz`, `/readyz`, `/metrics` and the WeChat API relay
-//! (`/wechat/...`), never on the public port.
+//! The admin listener: `/healthz`, `/readyz`, `/metrics`, the WeChat API relay
+//! (`/wechat/...`) and the session and user endpoints, never on the public port.
 
 use http::header::{HeaderValue, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
@@ -13,6 +13,9 @@ use crate::gateway::Gateway;
 pub(crate) async fn handle(gateway: &Gateway, request: Request<Incoming>) -> Response<ResBody> {
     if request.uri().path().starts_with(crate::ops::relay::PREFIX) {
         return crate::ops::relay::handle(gateway, request).await;
+    }
+    if super::sessions::serves(request.uri().path()) {
+        return super::sessions::handle(gateway, request).await;
     }
     if !matches!(*request.method(), Method::GET | Method::HEAD) {
         return respond(GatewayError::MethodNotAllowed(vec![Method::GET]));

@@ -7,3 +7,4 @@ pub(crate) mod admin;
 pub(crate) mod logwriter;
 pub(crate) mod metrics;
 pub(crate) mod relay;
+pub(crate) mod sessions;

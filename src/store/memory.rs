@@ -1,13 +1,19 @@
-//! The embedded backend: bounded moka caches whose entries expire with what they hold.
+//! The embedded backend: bounded moka caches whose entries expire with what they hold,
+//! and the per-user index, which sessions leave as the cache lets them go.
 //! State lives in this process only, so it suits one gateway instance.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use moka::notification::RemovalCause;
 use moka::sync::Cache;
 use moka::Expiry;
 
-use super::{until, Digest, Rotation, Session, SessionStore, StoreUnavailable, CODE_MEMORY};
+use super::users::Users;
+use super::{
+    until, Admission, Digest, Indexed, RefreshKey, Rotation, Session, SessionStore,
+    StoreUnavailable, User, CODE_MEMORY,
+};
 use crate::tokens::now_unix;
 
 const MAX_SESSIONS: u64 = 1_000_000;
@@ -23,6 +29,7 @@ pub(crate) struct MemoryStore {
     codes: Cache<Digest, ()>,
     sessions: Cache<String, Arc<Session>>,
     refresh: Cache<Digest, RefreshEntry>,
+    users: Arc<Users>,
 }
 
 /// Entries live until the Unix time they carry.
@@ -66,6 +73,8 @@ impl Default for MemoryStore {
 
 impl MemoryStore {
     pub(crate) fn new() -> Self {
+        let users = Arc::new(Users::default());
+        let index = users.clone();
         Self {
             codes: Cache::builder()
                 .max_capacity(MAX_SESSIONS)
@@ -74,11 +83,19 @@ impl MemoryStore {
             sessions: Cache::builder()
                 .max_capacity(MAX_SESSIONS)
                 .expire_after(UntilExpiry)
+                // An expired, revoked or evicted session leaves its user's index; an updated
+                // one (a refresh, a phone) is replaced and stays.
+                .eviction_listener(move |_, session: Arc<Session>, cause| {
+                    if cause != RemovalCause::Replaced {
+                        index.forget(&session);
+                    }
+                })
                 .build(),
             refresh: Cache::builder()
                 .max_capacity(MAX_SESSIONS * 2)
                 .expire_after(UntilExpiry)
                 .build(),
+            users,
         }
     }
 }
@@ -90,9 +107,16 @@ impl SessionStore for MemoryStore {
         Ok(self.codes.entry(key).or_insert(()).is_fresh())
     }
 
-    async fn create(&self, session: &Session, refresh: Digest) -> Result<(), StoreUnavailable> {
+    async fn create(
+        &self,
+        session: &Session,
+        refresh: &RefreshKey,
+    ) -> Result<Admission, StoreUnavailable> {
+        if let Err(until) = self.users.admit(session) {
+            return Ok(Admission::Blocked { until });
+        }
         self.refresh.insert(
-            refresh,
+            refresh.digest,
             RefreshEntry {
                 sid: session.sid.clone(),
                 spent: false,
@@ -101,7 +125,7 @@ impl SessionStore for MemoryStore {
         );
         self.sessions
             .insert(session.sid.clone(), Arc::new(session.clone()));
-        Ok(())
+        Ok(Admission::Created)
     }
 
     async fn session(&self, sid: &str) -> Result<Option<Session>, StoreUnavailable> {
@@ -110,11 +134,14 @@ impl SessionStore for MemoryStore {
 
     async fn rotate(
         &self,
-        old: Digest,
-        new: Digest,
+        old: &RefreshKey,
+        new: &RefreshKey,
         expires_at: i64,
         revoke_until: i64,
     ) -> Result<Rotation, StoreUnavailable> {
+        if let Some(until) = self.blocked_owner(&old.digest) {
+            return Ok(Rotation::Blocked { until });
+        }
         let now = now_unix();
         // What the old token was, decided atomically with spending it.
         enum Found {
@@ -123,7 +150,7 @@ impl SessionStore for MemoryStore {
             Unknown,
         }
         let mut found = Found::Unknown;
-        self.refresh.entry(old).and_compute_with(|current| {
+        self.refresh.entry(old.digest).and_compute_with(|current| {
             use moka::ops::compute::Op;
             match current.map(|e| e.into_value()) {
                 Some(entry) if entry.spent => {
@@ -143,17 +170,21 @@ impl SessionStore for MemoryStore {
         let sid = match found {
             Found::Live(sid) => sid,
             Found::Spent(sid) => {
-                self.revoke(&sid, revoke_until).await?;
+                self.revoke(std::slice::from_ref(&sid), revoke_until)
+                    .await?;
                 return Ok(Rotation::Reused { sid });
             }
             Found::Unknown => return Ok(Rotation::Invalid),
         };
         // Only the expiry changes, in place: a phone set meanwhile must not be undone.
-        let Some(renewed) = self.update(&sid, |session| session.expires_at = expires_at) else {
+        let Some(renewed) = self.update(&sid, |session| {
+            session.expires_at = expires_at;
+            session.refreshed_at = Some(now);
+        }) else {
             return Ok(Rotation::Invalid);
         };
         self.refresh.insert(
-            new,
+            new.digest,
             RefreshEntry {
                 sid,
                 spent: false,
@@ -163,9 +194,24 @@ impl SessionStore for MemoryStore {
         Ok(Rotation::Rotated(renewed))
     }
 
-    async fn revoke(&self, sid: &str, _until: i64) -> Result<(), StoreUnavailable> {
-        self.sessions.invalidate(sid);
+    async fn revoke(&self, sids: &[String], _until: i64) -> Result<(), StoreUnavailable> {
+        for sid in sids {
+            self.sessions.invalidate(sid);
+        }
         Ok(())
+    }
+
+    async fn user_sessions(&self, user: User<'_>) -> Result<Vec<Indexed>, StoreUnavailable> {
+        Ok(self.users.sessions(user))
+    }
+
+    async fn block(&self, openid: &str, appid: &str, until: i64) -> Result<(), StoreUnavailable> {
+        self.users.block(openid, appid, until);
+        Ok(())
+    }
+
+    async fn unblock(&self, openid: &str, appid: &str) -> Result<bool, StoreUnavailable> {
+        Ok(self.users.unblock(openid, appid))
     }
 
     async fn set_phone(&self, sid: &str, phone: &str) -> Result<bool, StoreUnavailable> {
@@ -192,6 +238,14 @@ impl SessionStore for MemoryStore {
 }
 
 impl MemoryStore {
+    /// Until when the user of a live refresh token's session is blocked, if they are: such
+    /// a refresh is refused before anything is spent.
+    fn blocked_owner(&self, token: &Digest) -> Option<i64> {
+        let entry = self.refresh.get(token).filter(|e| !e.spent)?;
+        let session = self.sessions.get(&entry.sid)?;
+        self.users.blocked(&session.openid, &session.appid)
+    }
+
     /// Changes a live session atomically and returns the new version; `None` when it is gone.
     fn update(&self, sid: &str, change: impl FnOnce(&mut Session)) -> Option<Session> {
         use moka::ops::compute::{CompResult, Op};

@@ -1,5 +1,6 @@
 //! Server-side state: sessions (with their `session_key`), hashed refresh tokens and their
-//! rotation, revoked sessions, and the single-use gate for login codes.
+//! rotation, revoked sessions, the single-use gate for login codes, and per user: the
+//! index of their sessions and the operator's login blocks.
 //!
 //! Two backends stand behind [`SessionStore`]: the embedded [`MemoryStore`] (one instance)
 //! and [`RedisStore`] (several instances sharing one Redis). Whatever the backend, the
@@ -10,6 +11,7 @@
 mod memory;
 mod redis;
 mod revocations;
+mod users;
 mod watch;
 
 use std::sync::Arc;
@@ -41,7 +43,47 @@ pub struct Session {
     pub claims: Ext,
     /// The phone number `/auth/phone` obtained from WeChat, once it has.
     pub phone: Option<String>,
+    /// Unix seconds of the login.
+    pub created_at: i64,
+    /// Unix seconds of the last refresh, if there was one.
+    pub refreshed_at: Option<i64>,
 }
+
+/// A refresh token as the store sees it: the session it belongs to, which the token
+/// carries in clear so that a clustered store finds that session's keys without a lookup,
+/// and the digest of the whole token, which is all that is stored.
+#[derive(Debug, Clone)]
+pub struct RefreshKey {
+    pub sid: String,
+    pub digest: Digest,
+}
+
+/// Whose sessions an operator means.
+#[derive(Debug, Clone, Copy)]
+pub enum User<'a> {
+    Openid(&'a str),
+    Unionid(&'a str),
+}
+
+/// One entry of a user's session index: a session and its mini-program.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Indexed {
+    pub appid: String,
+    pub sid: String,
+}
+
+/// What asking for a new session did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Admission {
+    Created,
+    /// The user is blocked until this Unix time: no session was made.
+    Blocked {
+        until: i64,
+    },
+}
+
+/// Which of a user's logins a block refuses: one mini-program's, or every one (`*`).
+pub(crate) const EVERY_APP: &str = "*";
 
 /// SHA-256 of a secret value; what the store keeps instead of codes and refresh tokens.
 pub(crate) type Digest = [u8; 32];
@@ -66,6 +108,8 @@ pub enum Rotation {
     Reused { sid: String },
     /// Unknown, expired, or its session is gone.
     Invalid,
+    /// The session's user is blocked until this Unix time; the token was not spent.
+    Blocked { until: i64 },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,21 +123,33 @@ pub struct StoreUnavailable;
 pub(crate) trait SessionStore: Send + Sync {
     /// Claims a login code for one exchange: true for the first caller only.
     async fn claim_code(&self, appid: &str, code: &str) -> Result<bool, StoreUnavailable>;
-    /// Stores a new session with its first refresh token.
-    async fn create(&self, session: &Session, refresh: Digest) -> Result<(), StoreUnavailable>;
+    /// Stores a new session with its first refresh token and adds it to its user's index,
+    /// unless the user is blocked (checked in the same step as the index is written, so a
+    /// block followed by a user revocation leaves no session behind).
+    async fn create(
+        &self,
+        session: &Session,
+        refresh: &RefreshKey,
+    ) -> Result<Admission, StoreUnavailable>;
     async fn session(&self, sid: &str) -> Result<Option<Session>, StoreUnavailable>;
     /// Spends `old` and installs `new` in one atomic step; presenting a spent token again
-    /// revokes its session until `revoke_until`.
+    /// revokes its session until `revoke_until`. A blocked user's token is left unspent.
     async fn rotate(
         &self,
-        old: Digest,
-        new: Digest,
+        old: &RefreshKey,
+        new: &RefreshKey,
         expires_at: i64,
         revoke_until: i64,
     ) -> Result<Rotation, StoreUnavailable>;
-    /// Ends a session everywhere: its refresh tokens stop at once, and its access tokens
+    /// Ends sessions everywhere: their refresh tokens stop at once, and their access tokens
     /// are refused until `until` (when the last of them has expired anyway).
-    async fn revoke(&self, sid: &str, until: i64) -> Result<(), StoreUnavailable>;
+    async fn revoke(&self, sids: &[String], until: i64) -> Result<(), StoreUnavailable>;
+    /// The sessions in a user's index (some may have ended since).
+    async fn user_sessions(&self, user: User<'_>) -> Result<Vec<Indexed>, StoreUnavailable>;
+    /// Refuses `openid`'s logins and refreshes in `appid` ([`EVERY_APP`]: all) until `until`.
+    async fn block(&self, openid: &str, appid: &str, until: i64) -> Result<(), StoreUnavailable>;
+    /// Lifts a block set with the same `appid`; false when there was none.
+    async fn unblock(&self, openid: &str, appid: &str) -> Result<bool, StoreUnavailable>;
     /// Records the session's phone number; false when the session no longer exists (it is
     /// never created again by this).
     async fn set_phone(&self, sid: &str, phone: &str) -> Result<bool, StoreUnavailable>;
@@ -151,7 +207,11 @@ impl Store {
         self.backend.claim_code(appid, code).await
     }
 
-    pub async fn create(&self, session: &Session, refresh: Digest) -> Result<(), StoreUnavailable> {
+    pub async fn create(
+        &self,
+        session: &Session,
+        refresh: &RefreshKey,
+    ) -> Result<Admission, StoreUnavailable> {
         self.backend.create(session, refresh).await
     }
 
@@ -164,11 +224,16 @@ impl Store {
 
     pub async fn rotate(
         &self,
-        old: Digest,
-        new: Digest,
+        old: &RefreshKey,
+        new: &RefreshKey,
         expires_at: i64,
         revoke_until: i64,
     ) -> Result<Rotation, StoreUnavailable> {
+        // A session this instance knows to be revoked has no live refresh token, even if
+        // the backend has not caught up (a revocation racing the session's creation).
+        if self.is_revoked(&old.sid) {
+            return Ok(Rotation::Invalid);
+        }
         let rotation = self
             .backend
             .rotate(old, new, expires_at, revoke_until)
@@ -180,9 +245,78 @@ impl Store {
     }
 
     pub async fn revoke(&self, sid: &str, until: i64) -> Result<(), StoreUnavailable> {
-        self.backend.revoke(sid, until).await?;
-        self.revoked.insert(sid, until);
+        self.revoke_all(&[sid.to_string()], until).await
+    }
+
+    async fn revoke_all(&self, sids: &[String], until: i64) -> Result<(), StoreUnavailable> {
+        self.backend.revoke(sids, until).await?;
+        for sid in sids {
+            self.revoked.insert(sid, until);
+        }
         Ok(())
+    }
+
+    /// A user's live sessions (of `appid` only, when given), oldest first.
+    pub async fn sessions_of(
+        &self,
+        user: User<'_>,
+        appid: Option<&str>,
+    ) -> Result<Vec<Session>, StoreUnavailable> {
+        let mut sessions = Vec::new();
+        for sid in self.indexed(user, appid).await? {
+            if let Some(session) = self.session(&sid).await? {
+                sessions.push(session);
+            }
+        }
+        sessions.sort_by_key(|s| s.created_at);
+        Ok(sessions)
+    }
+
+    /// Ends every session of a user (of `appid` only, when given) on every instance; the
+    /// ids of the sessions ended.
+    pub async fn revoke_user(
+        &self,
+        user: User<'_>,
+        appid: Option<&str>,
+        until: i64,
+    ) -> Result<Vec<String>, StoreUnavailable> {
+        let sids = self.indexed(user, appid).await?;
+        if !sids.is_empty() {
+            self.revoke_all(&sids, until).await?;
+        }
+        Ok(sids)
+    }
+
+    /// The ids in a user's index that are not revoked already.
+    async fn indexed(
+        &self,
+        user: User<'_>,
+        appid: Option<&str>,
+    ) -> Result<Vec<String>, StoreUnavailable> {
+        let mut sids: Vec<String> = self
+            .backend
+            .user_sessions(user)
+            .await?
+            .into_iter()
+            .filter(|e| appid.is_none_or(|a| a == e.appid) && !self.is_revoked(&e.sid))
+            .map(|e| e.sid)
+            .collect();
+        sids.sort();
+        sids.dedup();
+        Ok(sids)
+    }
+
+    pub async fn block(
+        &self,
+        openid: &str,
+        appid: &str,
+        until: i64,
+    ) -> Result<(), StoreUnavailable> {
+        self.backend.block(openid, appid, until).await
+    }
+
+    pub async fn unblock(&self, openid: &str, appid: &str) -> Result<bool, StoreUnavailable> {
+        self.backend.unblock(openid, appid).await
     }
 
     /// Records the session's phone number; false when the session is gone or revoked.
@@ -227,138 +361,4 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::secret::Secret;
-
-    fn session(sid: &str) -> Session {
-        Session {
-            sid: sid.into(),
-            openid: "o1".into(),
-            unionid: None,
-            appid: "wx1".into(),
-            session_key: Secret::new("k"),
-            expires_at: now_unix() + 3600,
-            claims: Ext::new(),
-            phone: None,
-        }
-    }
-
-    #[tokio::test]
-    async fn a_code_is_claimed_once() {
-        let store = Store::memory();
-        assert!(store.claim_code("wx1", "c1").await.unwrap_or(false));
-        assert!(!store.claim_code("wx1", "c1").await.unwrap_or(true));
-        assert!(
-            store.claim_code("wx2", "c1").await.unwrap_or(false),
-            "codes are per app"
-        );
-    }
-
-    #[tokio::test]
-    async fn rotation_spends_the_old_token_and_replay_revokes_the_session() {
-        let store = Store::memory();
-        let (r1, r2, r3) = (digest(&[b"r1"]), digest(&[b"r2"]), digest(&[b"r3"]));
-        store.create(&session("s1"), r1).await.ok();
-        let exp = now_unix() + 7200;
-        assert!(
-            matches!(store.rotate(r1, r2, exp, exp).await, Ok(Rotation::Rotated(s)) if s.sid == "s1")
-        );
-        assert!(matches!(
-            store.rotate(r1, r3, exp, exp).await,
-            Ok(Rotation::Reused { .. })
-        ));
-        assert!(store.is_revoked("s1"));
-        assert!(matches!(
-            store.rotate(r2, r3, exp, exp).await,
-            Ok(Rotation::Invalid)
-        ));
-    }
-
-    /// Whether `watch` has been told its session is revoked, without waiting for it.
-    async fn fired(watch: &RevocationWatch) -> bool {
-        tokio::time::timeout(Duration::ZERO, watch.revoked())
-            .await
-            .is_ok()
-    }
-
-    #[tokio::test]
-    async fn a_watch_hears_its_sessions_revocation_whenever_it_comes() {
-        let store = Store::memory();
-        let (before, other) = (store.watch_revocation("s1"), store.watch_revocation("s2"));
-        assert!(!fired(&before).await);
-        store.revoke("s1", now_unix() + 60).await.ok();
-        assert!(fired(&before).await, "a revocation after the watch began");
-        assert!(!fired(&other).await, "another session's watch");
-        let after = store.watch_revocation("s1");
-        assert!(fired(&after).await, "a watch begun after the revocation");
-        let replayed = store.watch_revocation("s2");
-        store.create(&session("s2"), digest(&[b"w1"])).await.ok();
-        let exp = now_unix() + 60;
-        let (w1, w2, w3) = (digest(&[b"w1"]), digest(&[b"w2"]), digest(&[b"w3"]));
-        store.rotate(w1, w2, exp, exp).await.ok();
-        store.rotate(w1, w3, exp, exp).await.ok();
-        assert!(
-            fired(&replayed).await,
-            "a replayed refresh token revokes too"
-        );
-    }
-
-    #[tokio::test]
-    async fn unknown_refresh_tokens_are_invalid() {
-        let store = Store::memory();
-        let r = store.rotate(digest(&[b"x"]), digest(&[b"y"]), 0, 0).await;
-        assert!(matches!(r, Ok(Rotation::Invalid)));
-    }
-
-    #[tokio::test]
-    async fn a_phone_is_set_on_a_live_session_only() {
-        let store = Store::memory();
-        let mut with_claims = session("s1");
-        with_claims
-            .claims
-            .insert("uid".into(), serde_json::json!(42));
-        store.create(&with_claims, digest(&[b"r1"])).await.ok();
-        assert!(matches!(
-            store.set_phone("s1", "+86 13800138000").await,
-            Ok(true)
-        ));
-        let stored = store.session("s1").await.ok().flatten();
-        assert_eq!(
-            stored.as_ref().and_then(|s| s.phone.as_deref()),
-            Some("+86 13800138000")
-        );
-        assert_eq!(
-            stored.map(|s| s.claims),
-            Some(with_claims.claims.clone()),
-            "the claims are kept"
-        );
-        assert!(matches!(store.set_phone("gone", "1").await, Ok(false)));
-        assert!(
-            matches!(store.session("gone").await, Ok(None)),
-            "setting a phone never creates a session"
-        );
-        store.revoke("s1", now_unix() + 60).await.ok();
-        assert!(matches!(store.set_phone("s1", "2").await, Ok(false)));
-    }
-
-    #[tokio::test]
-    async fn rotation_keeps_claims_and_phone() {
-        let store = Store::memory();
-        let mut s = session("s2");
-        s.claims.insert("role".into(), serde_json::json!("admin"));
-        let (r1, r2) = (digest(&[b"p1"]), digest(&[b"p2"]));
-        store.create(&s, r1).await.ok();
-        assert!(matches!(
-            store.set_phone("s2", "13800138000").await,
-            Ok(true)
-        ));
-        let exp = now_unix() + 7200;
-        let Ok(Rotation::Rotated(renewed)) = store.rotate(r1, r2, exp, exp).await else {
-            panic!("rotation failed");
-        };
-        assert_eq!(renewed.expires_at, exp);
-        assert_eq!(renewed.claims, s.claims);
-        assert_eq!(renewed.phone.as_deref(), Some("13800138000"));
-    }
-}
+mod tests;

@@ -3,11 +3,15 @@
 //! HTTP/1.1 client, a WebSocket upstream and the real binary as a child process.
 #![allow(dead_code)]
 
+pub mod admin;
 pub mod binary;
+pub mod certs;
 pub mod hook;
+pub mod instances;
 pub mod keys;
 pub mod raw;
 pub mod redis;
+pub mod redis_topology;
 pub mod upstream;
 pub mod websocket;
 
@@ -78,6 +82,8 @@ pub struct ConfigBuilder {
     pub wechat_base: String,
     pub upstream: String,
     pub server_extra: String,
+    /// More `[admin]` keys (after `listen`).
+    pub admin_extra: String,
     pub auth_extra: String,
     pub auth_tables: String,
     pub wechat_extra: String,
@@ -110,6 +116,7 @@ auth = "required"
             wechat_base: wechat_base.into(),
             upstream: upstream.into(),
             server_extra: String::new(),
+            admin_extra: String::new(),
             auth_extra: String::new(),
             auth_tables: String::new(),
             wechat_extra: String::new(),
@@ -129,6 +136,7 @@ listen = "127.0.0.1:0"
 {server_extra}
 [admin]
 listen = "127.0.0.1:0"
+{admin_extra}
 [wechat]
 api_base = "{wechat}"
 timeout = "1s"
@@ -145,6 +153,7 @@ audience = "{AUDIENCE}"
 {routes}
 "#,
             server_extra = self.server_extra,
+            admin_extra = self.admin_extra,
             wechat = self.wechat_base,
             wechat_extra = self.wechat_extra,
             auth_extra = self.auth_extra,

@@ -14,6 +14,7 @@ use super::file::FileConfig;
 use crate::secret::Secret;
 use crate::settings::Settings;
 
+mod admin;
 mod auth;
 mod hook;
 mod keys;
@@ -35,11 +36,11 @@ pub(super) fn build(file: FileConfig, base: &Path) -> Result<Settings, Vec<Strin
     };
     let server = b.server(&file.server);
     let log = b.log(&file.log.format, file.log.openid);
-    // `[admin]` is one address: it needs no file of its own.
     let admin_listen = b.socket("admin.listen", &file.admin.listen);
+    let admin_token = admin::token(&file.admin, base, &mut b.problems);
     let wechat = b.wechat(&file.wechat);
     let auth = b.auth(&file.auth);
-    let store = b.store(&file.store);
+    let store = store::build(&file.store, base, &mut b.problems);
     let routes = b.routes(&file.routes, server.as_ref().map(|s| s.max_body_bytes));
     match (server, log, admin_listen, wechat, auth, store, routes) {
         (
@@ -55,6 +56,7 @@ pub(super) fn build(file: FileConfig, base: &Path) -> Result<Settings, Vec<Strin
             server,
             log,
             admin_listen,
+            admin_token,
             wechat,
             auth,
             store,

@@ -22,9 +22,23 @@ impl MockWechat {
         self.state().session_keys.remove(openid);
     }
 
-    /// The openid the mock derives for (appid, code) — deterministic.
+    /// The openid the mock derives for (appid, code) — deterministic. A code
+    /// `same-{user}-{anything}` stands for one user logging in again (another device, a
+    /// new `wx.login`): its openid comes from `{user}` alone.
     pub fn openid_for(appid: &str, code: &str) -> String {
-        format!("o{}", hash27(&format!("{appid}:{code}")))
+        format!("o{}", hash27(&format!("{appid}:{}", user_of(code))))
+    }
+
+    /// The unionid of a code that asks for one: one per user across every app, as WeChat
+    /// gives one per user across an open-platform account's apps.
+    pub fn unionid_for(appid: &str, code: &str) -> String {
+        match code.starts_with("same-") {
+            true => format!("u{}", hash27(&format!("union:{}", user_of(code)))),
+            false => format!(
+                "u{}",
+                hash27(&format!("union:{}", Self::openid_for(appid, code)))
+            ),
+        }
     }
 
     /// `GET /sns/jscode2session`. Code prefixes: `err<N>` answers errcode N; `bad*` answers a
@@ -74,7 +88,7 @@ impl MockWechat {
             .insert(openid.clone(), key.clone());
         let mut body = json!({"openid": openid, "session_key": key});
         if code.contains("union") {
-            body["unionid"] = format!("u{}", hash27(&format!("union:{openid}"))).into();
+            body["unionid"] = Self::unionid_for(appid, code).into();
         }
         if code.starts_with("okstring") {
             // Official docs show errcode as a string once, and WeChat sends JSON as text/plain.
@@ -87,6 +101,13 @@ impl MockWechat {
 }
 
 /// First 27 characters of base64url-no-pad(SHA-256(input)): 28-char ids like real openids.
+/// The user a code stands for: `{user}` in `same-{user}-...`, else the code itself.
+fn user_of(code: &str) -> &str {
+    code.strip_prefix("same-")
+        .and_then(|rest| rest.split_once('-'))
+        .map_or(code, |(user, _)| user)
+}
+
 fn hash27(input: &str) -> String {
     let hash = digest::digest(&digest::SHA256, input.as_bytes());
     let mut text = URL_SAFE_NO_PAD.encode(hash.as_ref());
@@ -97,6 +118,23 @@ fn hash27(input: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn same_codes_stand_for_one_user_with_one_unionid_across_apps() {
+        let (a, b) = ("wx0123456789abcdef", "wxother");
+        let first = MockWechat::openid_for(a, "same-ann-1");
+        assert_eq!(first, MockWechat::openid_for(a, "same-ann-union2"));
+        assert_ne!(first, MockWechat::openid_for(a, "same-bob-1"));
+        assert_ne!(
+            first,
+            MockWechat::openid_for(b, "same-ann-1"),
+            "openids are per app"
+        );
+        assert_eq!(
+            MockWechat::unionid_for(a, "same-ann-union1"),
+            MockWechat::unionid_for(b, "same-ann-union2")
+        );
+    }
 
     #[test]
     fn openid_is_deterministic_and_well_formed() {
