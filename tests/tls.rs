@@ -5,45 +5,11 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::CertificateDer;
+use support::certs::Ca;
 use support::{mint, ConfigBuilder, Gateway, Upstream, Wechat};
 use tokio::net::TcpStream;
-
-struct Ca {
-    issuer: CertifiedIssuer<'static, KeyPair>,
-}
-
-impl Ca {
-    fn new() -> Self {
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "wxgate test CA");
-        let key = KeyPair::generate().expect("ca key");
-        Self {
-            issuer: CertifiedIssuer::self_signed(params, key).expect("ca"),
-        }
-    }
-
-    /// A leaf for localhost and 127.0.0.1: (certificate PEM, key PEM, certificate DER).
-    fn leaf(&self, name: &str) -> (String, String, CertificateDer<'static>) {
-        let mut params =
-            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-                .expect("params");
-        params.distinguished_name.push(DnType::CommonName, name);
-        let key = KeyPair::generate().expect("leaf key");
-        let cert = params.signed_by(&key, &self.issuer).expect("leaf");
-        (cert.pem(), key.serialize_pem(), cert.der().clone())
-    }
-
-    fn der(&self) -> CertificateDer<'static> {
-        self.issuer.der().clone()
-    }
-}
 
 struct Https {
     _wechat: Wechat,
@@ -101,23 +67,10 @@ impl Https {
 
     /// A raw TLS connection offering `alpn`.
     async fn connect(&self, alpn: &[&[u8]]) -> tokio_rustls::client::TlsStream<TcpStream> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(self.ca.der()).expect("root");
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let mut config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         let tcp = TcpStream::connect(self.gateway.tls.expect("tls"))
             .await
             .expect("tcp");
-        let name = ServerName::try_from("localhost").expect("name");
-        tokio_rustls::TlsConnector::from(Arc::new(config))
-            .connect(name, tcp)
-            .await
-            .expect("handshake")
+        self.ca.connect(tcp, alpn).await
     }
 }
 
