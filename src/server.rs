@@ -134,9 +134,36 @@ impl Protocols {
         let mut http2 = http2::Builder::new(TokioExecutor::new());
         http2
             .timer(TokioTimer::new())
+            // The decoded header list, like `max_buf_size` for HTTP/1. h2 answers a larger
+            // one 431 itself, and ends the connection (ENHANCE_YOUR_CALM) past four times
+            // it or after more CONTINUATION frames than it takes to carry it.
             .max_header_list_size(u32::try_from(head_room).unwrap_or(u32::MAX))
-            .max_concurrent_streams(256)
+            // The HPACK dynamic table a client can make wxgate keep: h2's and the spec's 4 KiB.
+            .header_table_size(4096)
+            // Requests in flight per connection; more are refused (REFUSED_STREAM). A
+            // mini-program has at most 10 at once; 128 is nginx's default. Each stream may
+            // hold an upstream connection and its send buffer, so this bounds what one
+            // connection holds.
+            .max_concurrent_streams(128)
+            // Rapid reset (CVE-2023-44487): streams the client resets before wxgate has
+            // accepted them; more at once end the connection (ENHANCE_YOUR_CALM).
             .max_pending_accept_reset_streams(64)
+            // Streams the client's errors made wxgate reset (CVE-2025-8671, and each
+            // refused stream); more end the connection (ENHANCE_YOUR_CALM). hyper's value.
+            .max_local_error_reset_streams(1024)
+            // Response data queued per stream ahead of the socket. hyper's 400 KiB let a
+            // client that opens a huge window and never reads make one connection hold
+            // 80-120 MiB (256 streams) for `request_timeout`; with one frame's worth the
+            // kernel's socket buffer still keeps a fast reader fed (1 MiB downloads took
+            // as long, within the noise).
+            .max_send_buf_size(16 * 1024)
+            // The largest frame a client may send: the spec's minimum, so one frame never
+            // needs more than 16 KiB buffered.
+            .max_frame_size(16 * 1024)
+            // Request body a client may send ahead of wxgate reading it: 1 MiB per stream
+            // and 1 MiB for the whole connection, whatever its number of streams.
+            .initial_stream_window_size(1024 * 1024)
+            .initial_connection_window_size(1024 * 1024)
             .keep_alive_interval(Duration::from_secs(30))
             .keep_alive_timeout(Duration::from_secs(20));
         Self {
