@@ -18,17 +18,19 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio::time::MissedTickBehavior;
 
 use crate::gateway::Gateway;
 use crate::proxy::{self, Conn};
 use crate::settings::ServerSettings;
 use bytes::{Bytes, BytesMut};
+use client_io::ClientIo;
 use futures_util::future::Either;
 use http_body::Body;
-
-use client_io::ClientIo;
+use stalls::Stalls;
 
 mod client_io;
+mod stalls;
 
 /// The sockets `run` serves; binding them is the caller's job, so tests can use port 0.
 pub struct Listeners {
@@ -116,6 +118,10 @@ struct Protocols {
     /// An HTTP/2 connection that starts no request for this long is wound down, as an idle
     /// HTTP/1 connection is closed by hyper's header-read timer (`header_read_timeout`).
     http2_idle: Duration,
+    /// How long a response may wait for the client's flow-control window before the
+    /// connection is closed, as an HTTP/1 client that stops reading is disconnected by the
+    /// write timeout (`request_timeout`); see [`stalls`].
+    http2_stall: Duration,
 }
 
 impl Protocols {
@@ -170,6 +176,7 @@ impl Protocols {
             http1,
             http2,
             http2_idle: limits.header_read_timeout,
+            http2_stall: limits.request_timeout,
         }
     }
 }
@@ -236,36 +243,57 @@ where
         }
         Protocol::Http2 => {
             let started = Arc::new(AtomicU64::new(0));
+            let stalls = Arc::new(Stalls::default());
             let counted = {
                 let started = started.clone();
+                let stalls = stalls.clone();
                 service_fn(move |request| {
                     started.fetch_add(1, Ordering::Relaxed);
-                    service(request)
+                    let stalls = stalls.clone();
+                    let response = service(request);
+                    async move { Ok::<_, Infallible>(response.await?.map(|b| stalls.watch(b))) }
                 })
             };
             // Boxed: an HTTP/2 connection's state is several times an HTTP/1 one's, and the
             // task of every HTTP/1 connection would otherwise be sized for it.
             let mut connection = Box::pin(protocols.http2.serve_connection(io, counted));
-            let idle = protocols.http2_idle;
+            let (idle, stall) = (protocols.http2_idle, protocols.http2_stall);
             Either::Right(async move {
+                let now = tokio::time::Instant::now();
+                let mut idle_check = tokio::time::interval_at(now + idle, idle);
+                // A stall is seen between `stall` and 1.25 × `stall` after it began.
+                let every = (stall / 4).max(Duration::from_millis(1));
+                let mut stall_check = tokio::time::interval_at(now + every, every);
+                for check in [&mut idle_check, &mut stall_check] {
+                    check.set_missed_tick_behavior(MissedTickBehavior::Delay);
+                }
                 // Streams in flight finish after a graceful shutdown (GOAWAY); only new ones
                 // are refused, so an idle connection can be wound down without cutting
-                // anything off.
-                let mut seen = 0;
+                // anything off. Stalls are still watched meanwhile: a stalled stream would
+                // keep a connection that is winding down open for ever.
+                let (mut seen, mut closing) = (0, false);
                 report(loop {
                     tokio::select! {
                         ended = connection.as_mut() => break ended,
-                        _ = drain.changed() => {
+                        _ = drain.changed(), if !closing => {
                             connection.as_mut().graceful_shutdown();
-                            break connection.await;
+                            closing = true;
                         }
-                        _ = tokio::time::sleep(idle) => {
+                        _ = idle_check.tick(), if !closing => {
                             let now = started.load(Ordering::Relaxed);
                             if now == seen {
                                 connection.as_mut().graceful_shutdown();
-                                break connection.await;
+                                closing = true;
                             }
                             seen = now;
+                        }
+                        _ = stall_check.tick() => {
+                            // Dropping the connection ends its streams, and with them the
+                            // upstream connections they hold.
+                            if stalls.longest(std::time::Instant::now()) >= stall {
+                                tracing::debug!(%peer, "the client took no response data: disconnected");
+                                break Ok(());
+                            }
                         }
                     }
                 });
