@@ -1,10 +1,10 @@
 //! HTTP/2 abuse over raw frames, against the real binary on cleartext (prior knowledge) and
 //! on TLS (ALPN `h2`): rapid reset, provoked resets, CONTINUATION, SETTINGS and PING floods,
-//! an HPACK bomb, too many streams, slow readers (a zero window, a huge window never read)
-//! and window overflows. For each: wxgate's memory stays bounded (its peak after the attack
-//! minus its resident size before, printed for `--nocapture`), a normal client on another
-//! connection is answered within a second, and the abusive connection ends the way h2 0.4
-//! ends it (the GOAWAY codes asserted are the ones it sends).
+//! an HPACK bomb, too many streams, slow readers (a zero window, a huge window never read),
+//! window overflows and an oversized frame. For each: wxgate's memory stays bounded (its
+//! peak after the attack minus its resident size before, printed for `--nocapture`), a
+//! normal client on another connection is answered within a second, and the abusive
+//! connection ends the way h2 0.4 ends it (the GOAWAY codes asserted are the ones it sends).
 
 // Test code may panic on what it set up, and its helpers are `pub` for the test files.
 #![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
@@ -548,6 +548,22 @@ async fn window_overflow(transport: Transport) {
     t.assert_bounded("window overflow", before);
 }
 
+// 10. A frame announcing 16 MiB - 1 bytes, past the 16 KiB `SETTINGS_MAX_FRAME_SIZE`: refused
+// from its header, before any of it is buffered (RFC 9113 4.2).
+async fn oversized_frame(transport: Transport) {
+    let t = Target::start(transport, "").await;
+    let before = t.memory();
+    let mut h2 = t.connect(&[]).await;
+    let mut frame = wire([Frame::new(kind::DATA, 0, 1, Vec::new())]);
+    frame[..3].copy_from_slice(&[0xff, 0xff, 0xff]);
+    frame.extend_from_slice(&[0; 1024]);
+    h2.send_bytes(&frame).await.expect("send");
+    let ending = h2.ending(Duration::from_secs(5), |_| {}).await;
+    assert_eq!(ending, goaway(code::FRAME_SIZE_ERROR, ""));
+    t.probe().await;
+    t.assert_bounded("oversized frame", before);
+}
+
 /// Decodes the RFC 7541 C.4.1 example, so a wrong Huffman table cannot pass for a status.
 #[test]
 fn the_hpack_decoder_reads_the_rfc_examples() {
@@ -598,4 +614,5 @@ on_both_transports!(
     zero_window,
     unread_window,
     window_overflow,
+    oversized_frame,
 );
