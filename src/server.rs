@@ -159,7 +159,7 @@ impl Protocols {
             .max_local_error_reset_streams(1024)
             // Response data queued per stream ahead of the socket. hyper's 400 KiB let a
             // client that opens a huge window and never reads make one connection hold
-            // 80-120 MiB (256 streams) for `request_timeout`; with one frame's worth the
+            // 80-115 MiB (256 streams) for `request_timeout`; with one frame's worth the
             // kernel's socket buffer still keeps a fast reader fed (1 MiB downloads took
             // as long, within the noise).
             .max_send_buf_size(16 * 1024)
