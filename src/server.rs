@@ -8,7 +8,6 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -19,13 +18,19 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio::time::MissedTickBehavior;
 
 use crate::gateway::Gateway;
 use crate::proxy::{self, ClientConn};
 use crate::settings::ServerSettings;
 use bytes::{Bytes, BytesMut};
+use client_io::ClientIo;
 use futures_util::future::Either;
 use http_body::Body;
+use stalls::Stalls;
+
+mod client_io;
+mod stalls;
 
 /// The sockets `run` serves; binding them is the caller's job, so tests can use port 0.
 pub struct Listeners {
@@ -113,6 +118,10 @@ struct Protocols {
     /// An HTTP/2 connection that starts no request for this long is wound down, as an idle
     /// HTTP/1 connection is closed by hyper's header-read timer (`header_read_timeout`).
     http2_idle: Duration,
+    /// How long a response may wait for the client's flow-control window before the
+    /// connection is closed, as an HTTP/1 client that stops reading is disconnected by the
+    /// write timeout (`request_timeout`); see [`stalls`].
+    http2_stall: Duration,
 }
 
 impl Protocols {
@@ -131,15 +140,43 @@ impl Protocols {
         let mut http2 = http2::Builder::new(TokioExecutor::new());
         http2
             .timer(TokioTimer::new())
+            // The decoded header list, like `max_buf_size` for HTTP/1. h2 answers a larger
+            // one 431 itself, and ends the connection (ENHANCE_YOUR_CALM) past four times
+            // it or after more CONTINUATION frames than it takes to carry it.
             .max_header_list_size(u32::try_from(head_room).unwrap_or(u32::MAX))
-            .max_concurrent_streams(256)
+            // The HPACK dynamic table a client can make wxgate keep: h2's and the spec's 4 KiB.
+            .header_table_size(4096)
+            // Requests in flight per connection; more are refused (REFUSED_STREAM). A
+            // mini-program has at most 10 at once; 128 is nginx's default. Each stream may
+            // hold an upstream connection and its send buffer, so this bounds what one
+            // connection holds.
+            .max_concurrent_streams(128)
+            // Rapid reset (CVE-2023-44487): streams the client resets before wxgate has
+            // accepted them; more at once end the connection (ENHANCE_YOUR_CALM).
             .max_pending_accept_reset_streams(64)
+            // Streams the client's errors made wxgate reset (CVE-2025-8671, and each
+            // refused stream); more end the connection (ENHANCE_YOUR_CALM). hyper's value.
+            .max_local_error_reset_streams(1024)
+            // Response data queued per stream ahead of the socket. hyper's 400 KiB let a
+            // client that opens a huge window and never reads make one connection hold
+            // 80-115 MiB (256 streams) for `request_timeout`; with one frame's worth the
+            // kernel's socket buffer still keeps a fast reader fed (1 MiB downloads took
+            // as long, within the noise).
+            .max_send_buf_size(16 * 1024)
+            // The largest frame a client may send: the spec's minimum, so one frame never
+            // needs more than 16 KiB buffered.
+            .max_frame_size(16 * 1024)
+            // Request body a client may send ahead of wxgate reading it: 1 MiB per stream
+            // and 1 MiB for the whole connection, whatever its number of streams.
+            .initial_stream_window_size(1024 * 1024)
+            .initial_connection_window_size(1024 * 1024)
             .keep_alive_interval(Duration::from_secs(30))
             .keep_alive_timeout(Duration::from_secs(20));
         Self {
             http1,
             http2,
             http2_idle: limits.header_read_timeout,
+            http2_stall: limits.request_timeout,
         }
     }
 }
@@ -206,36 +243,57 @@ where
         }
         Protocol::Http2 => {
             let started = Arc::new(AtomicU64::new(0));
+            let stalls = Arc::new(Stalls::default());
             let counted = {
                 let started = started.clone();
+                let stalls = stalls.clone();
                 service_fn(move |request| {
                     started.fetch_add(1, Ordering::Relaxed);
-                    service(request)
+                    let stalls = stalls.clone();
+                    let response = service(request);
+                    async move { Ok::<_, Infallible>(response.await?.map(|b| stalls.watch(b))) }
                 })
             };
             // Boxed: an HTTP/2 connection's state is several times an HTTP/1 one's, and the
             // task of every HTTP/1 connection would otherwise be sized for it.
             let mut connection = Box::pin(protocols.http2.serve_connection(io, counted));
-            let idle = protocols.http2_idle;
+            let (idle, stall) = (protocols.http2_idle, protocols.http2_stall);
             Either::Right(async move {
+                let now = tokio::time::Instant::now();
+                let mut idle_check = tokio::time::interval_at(now + idle, idle);
+                // A stall is seen between `stall` and 1.25 × `stall` after it began.
+                let every = (stall / 4).max(Duration::from_millis(1));
+                let mut stall_check = tokio::time::interval_at(now + every, every);
+                for check in [&mut idle_check, &mut stall_check] {
+                    check.set_missed_tick_behavior(MissedTickBehavior::Delay);
+                }
                 // Streams in flight finish after a graceful shutdown (GOAWAY); only new ones
                 // are refused, so an idle connection can be wound down without cutting
-                // anything off.
-                let mut seen = 0;
+                // anything off. Stalls are still watched meanwhile: a stalled stream would
+                // keep a connection that is winding down open for ever.
+                let (mut seen, mut closing) = (0, false);
                 report(loop {
                     tokio::select! {
                         ended = connection.as_mut() => break ended,
-                        _ = drain.changed() => {
+                        _ = drain.changed(), if !closing => {
                             connection.as_mut().graceful_shutdown();
-                            break connection.await;
+                            closing = true;
                         }
-                        _ = tokio::time::sleep(idle) => {
+                        _ = idle_check.tick(), if !closing => {
                             let now = started.load(Ordering::Relaxed);
                             if now == seen {
                                 connection.as_mut().graceful_shutdown();
-                                break connection.await;
+                                closing = true;
                             }
                             seen = now;
+                        }
+                        _ = stall_check.tick() => {
+                            // Dropping the connection ends its streams, and with them the
+                            // upstream connections they hold.
+                            if stalls.longest(std::time::Instant::now()) >= stall {
+                                tracing::debug!(%peer, "the client took no response data: disconnected");
+                                break Ok(());
+                            }
                         }
                     }
                 });
@@ -265,105 +323,6 @@ async fn first_bytes(stream: &mut TcpStream) -> Option<(Protocol, Bytes)> {
         if n == H2_PREFACE.len() {
             return Some((Protocol::Http2, head.freeze()));
         }
-    }
-}
-
-/// A client connection as hyper sees it. Bytes already read to choose the protocol are read
-/// again first, and a write the client does not take for `write_timeout` (it stopped
-/// reading) fails, which ends the connection and whatever it holds upstream.
-struct ClientIo<I> {
-    head: Option<Bytes>,
-    io: I,
-    write_timeout: Duration,
-    /// Armed while a write waits on the client.
-    write_stall: Option<Pin<Box<tokio::time::Sleep>>>,
-}
-
-impl<I> ClientIo<I> {
-    fn new(io: I, head: Option<Bytes>, write_timeout: Duration) -> Self {
-        Self {
-            head,
-            io,
-            write_timeout,
-            write_stall: None,
-        }
-    }
-
-    /// Passes a write's outcome on; while the client takes nothing, the clock runs.
-    fn watch<T>(
-        &mut self,
-        cx: &mut Context<'_>,
-        polled: Poll<std::io::Result<T>>,
-    ) -> Poll<std::io::Result<T>> {
-        if polled.is_ready() {
-            self.write_stall = None;
-            return polled;
-        }
-        let timeout = self.write_timeout;
-        let stall = self
-            .write_stall
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-        ready!(stall.as_mut().poll(cx));
-        Poll::Ready(Err(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            "the client stopped reading",
-        )))
-    }
-}
-
-impl<I: hyper::rt::Read + Unpin> hyper::rt::Read for ClientIo<I> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        mut buf: hyper::rt::ReadBufCursor<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        if let Some(mut head) = self.head.take() {
-            let n = head.len().min(buf.remaining());
-            buf.put_slice(&head.split_to(n));
-            if !head.is_empty() {
-                self.head = Some(head);
-            }
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl<I: hyper::rt::Write + Unpin> hyper::rt::Write for ClientIo<I> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut this.io).poll_write(cx, buf);
-        this.watch(cx, polled)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
-        this.watch(cx, polled)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut this.io).poll_flush(cx);
-        this.watch(cx, polled)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut this.io).poll_shutdown(cx);
-        this.watch(cx, polled)
     }
 }
 

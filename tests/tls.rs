@@ -7,9 +7,8 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::CertificateDer;
 use support::certs::Ca;
 use support::{mint, ConfigBuilder, Gateway, Upstream, Wechat};
 use tokio::net::TcpStream;
@@ -70,23 +69,10 @@ impl Https {
 
     /// A raw TLS connection offering `alpn`.
     async fn connect(&self, alpn: &[&[u8]]) -> tokio_rustls::client::TlsStream<TcpStream> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(self.ca.der()).expect("root");
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let mut config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         let tcp = TcpStream::connect(self.gateway.tls.expect("tls"))
             .await
             .expect("tcp");
-        let name = ServerName::try_from("localhost").expect("name");
-        tokio_rustls::TlsConnector::from(Arc::new(config))
-            .connect(name, tcp)
-            .await
-            .expect("handshake")
+        self.ca.connect(tcp, alpn).await
     }
 }
 

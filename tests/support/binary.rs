@@ -1,6 +1,7 @@
 //! The real `wxgate` binary as a child process: spawned with its arguments and environment,
 //! one of its outputs read line by line on a thread of its own, lines awaited with a deadline
-//! (never a sleep), the addresses of its `listening` lines, and a kill when the handle drops.
+//! (never a sleep), the addresses of its `listening` lines, its memory, and a kill when the
+//! handle drops.
 //! Also a config file in a folder of its own, for `wxgate run -c`.
 
 use std::io::{BufRead, BufReader, Read};
@@ -32,6 +33,13 @@ pub struct Binary {
     lines: Receiver<String>,
     /// Every line read so far, in order.
     seen: Vec<String>,
+}
+
+/// A child's memory, from `/proc/PID/status`.
+#[derive(Debug, Clone, Copy)]
+pub struct Memory {
+    pub rss_kib: u64,
+    pub peak_kib: u64,
 }
 
 /// Where a `wxgate run` listens, from its `listening` lines.
@@ -140,6 +148,24 @@ impl Binary {
                 }
                 other => panic!("an unknown listener {other}"),
             }
+        }
+    }
+
+    /// The child's resident memory now and at its peak so far (`VmRSS`, `VmHWM` in
+    /// `/proc/PID/status`).
+    pub fn memory(&self) -> Memory {
+        let path = format!("/proc/{}/status", self.child.0.id());
+        let status = std::fs::read_to_string(&path).expect("read /proc/PID/status");
+        let kib = |key: &str| -> u64 {
+            let line = status.lines().find(|l| l.starts_with(key));
+            let value = line.and_then(|l| l[key.len()..].trim().strip_suffix(" kB"));
+            value
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or_else(|| panic!("no {key} in {path}"))
+        };
+        Memory {
+            rss_kib: kib("VmRSS:"),
+            peak_kib: kib("VmHWM:"),
         }
     }
 

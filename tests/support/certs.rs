@@ -1,10 +1,13 @@
 //! A throwaway certificate authority made at test time (rcgen), and leaf certificates it
-//! signs for localhost and 127.0.0.1: servers (the HTTPS listener, a TLS Redis) and clients.
+//! signs for localhost and 127.0.0.1: servers (the HTTPS listener, a TLS Redis) and clients,
+//! and a rustls client that trusts only it.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
-use rustls::pki_types::CertificateDer;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::net::TcpStream;
 
 pub struct Ca {
     issuer: CertifiedIssuer<'static, KeyPair>,
@@ -36,6 +39,29 @@ impl Ca {
 
     pub fn der(&self) -> CertificateDer<'static> {
         self.issuer.der().clone()
+    }
+
+    /// A TLS client handshake for `localhost` on `tcp`, trusting only this CA and offering
+    /// `alpn`.
+    pub async fn connect(
+        &self,
+        tcp: TcpStream,
+        alpn: &[&[u8]],
+    ) -> tokio_rustls::client::TlsStream<TcpStream> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.der()).expect("root");
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        let name = ServerName::try_from("localhost").expect("name");
+        tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .expect("handshake")
     }
 
     pub fn pem(&self) -> String {

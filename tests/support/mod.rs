@@ -1,12 +1,15 @@
 //! Shared test harness: the gateway on port 0 with a shutdown handle, mock WeChat, a
 //! recording upstream that keeps the exact bytes it received, a scripted login hook, a raw
-//! HTTP/1.1 client, a WebSocket upstream and the real binary as a child process.
+//! HTTP/1.1 client, a raw HTTP/2 client, a test CA, a WebSocket upstream and the real binary
+//! as a child process.
 #![allow(dead_code)]
 
 pub mod admin;
 pub mod binary;
 pub mod certs;
+pub mod h2;
 pub mod hook;
+pub mod hpack;
 pub mod instances;
 pub mod keys;
 pub mod raw;
