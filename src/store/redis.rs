@@ -421,7 +421,9 @@ impl Subscriber {
                     }
                 }
                 _ = ping.tick() => {
-                    tokio::time::timeout(self.timeout, sink.ping::<String>()).await??;
+                    // Any reply will do: on a subscribed RESP2 connection Redis answers PING
+                    // with the array ["pong", ""], not the +PONG a String would require.
+                    tokio::time::timeout(self.timeout, sink.ping::<()>()).await??;
                 }
             }
         }
