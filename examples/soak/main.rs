@@ -136,7 +136,9 @@ secret = "{secret}"
 [store]
 backend = "redis"
 url = "{redis}"
-timeout = "500ms"
+# appendfsync always puts an fsync in every write; on a disk shared with other work one
+# can take more than the default 500ms, which is then a 503 no fault was injected for.
+timeout = "2s"
 [[routes]]
 prefix = "/api"
 upstream = "http://{upstream}"

@@ -160,6 +160,7 @@ impl Report {
                 s.lost, s.stored
             ));
         }
+        self.print_failed_records();
         if failures.is_empty() {
             println!("\nEvery assertion held.");
             true
@@ -178,11 +179,38 @@ impl Report {
             .records
             .iter()
             .filter(|r| matches!(r.outcome, Outcome::Status(s) if (400..500).contains(&s)))
+            // A probe ends on the 401 it waits for.
+            .filter(|r| r.kind != Kind::Probe)
             .filter(|r| !self.excused(r, |w| w.fault.excuses(r.kind)))
             .collect();
         println!("4xx outside fault windows: {}", outside.len());
         for r in outside.iter().take(10) {
             println!("  {:?} {:?} at {:.1} s", r.kind, r.outcome, r.start);
+        }
+    }
+
+    /// The first records behind a failed assertion, with their times, to read beside the logs.
+    fn print_failed_records(&self) {
+        let failed: Vec<&Record> = self
+            .records
+            .iter()
+            .filter(|r| match r.outcome {
+                Outcome::Status(s) if s >= 500 => !self.excused(r, |w| w.fault.excuses(r.kind)),
+                Outcome::Status(_) => false,
+                Outcome::Closed => !self.excused(r, |w| {
+                    matches!(w.fault, crate::Fault::UpstreamReset) && w.fault.excuses(r.kind)
+                }),
+                Outcome::Wrong(_) | Outcome::Timeout => true,
+            })
+            .collect();
+        if !failed.is_empty() {
+            println!("\nFailed requests ({}, the first 20):", failed.len());
+        }
+        for r in failed.iter().take(20) {
+            println!(
+                "  {:?} {:?} {:.3}-{:.3} s",
+                r.kind, r.outcome, r.start, r.end
+            );
         }
     }
 
