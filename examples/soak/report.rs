@@ -255,11 +255,35 @@ impl Report {
                 ));
             }
         }
+        self.rss_timeline(minute);
         println!(
             "\nTolerance: last VmRSS at most {:.0}% + {} MiB above the first; open fds at most {FD_SLACK} more.",
             RSS_GROWTH * 100.0,
             RSS_SLACK_KIB / 1024
         );
+    }
+
+    /// The median VmRSS of each instance per slice of the run, to tell a cache filling up
+    /// to its bound (a rise that levels off) from a leak (a rise that does not).
+    fn rss_timeline(&self, slice: f64) {
+        let slices = (self.total / slice).ceil() as usize;
+        for (instance, name) in ["A", "B"].iter().enumerate() {
+            let medians: Vec<String> = (0..slices)
+                .map(|i| {
+                    let (from, to) = (i as f64 * slice, (i + 1) as f64 * slice);
+                    let rss = self
+                        .samples
+                        .iter()
+                        .filter(|s| s.instance == instance && s.at >= from && s.at < to)
+                        .map(|s| s.rss_kib);
+                    median(rss).map_or("-".into(), |k| format!("{:.1}", k as f64 / 1024.0))
+                })
+                .collect();
+            println!(
+                "\nVmRSS of {name} per {slice:.0} s (MiB): {}",
+                medians.join(", ")
+            );
+        }
     }
 
     fn revocation(&self, failures: &mut Vec<String>) {
