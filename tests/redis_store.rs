@@ -194,6 +194,70 @@ async fn a_new_instance_learns_earlier_revocations() {
     );
 }
 
+/// The ids of the connections subscribed to a channel, and the last command of each.
+async fn subscribers(conn: &mut redis::aio::MultiplexedConnection) -> Vec<(String, String)> {
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(conn)
+        .await
+        .expect("client list");
+    let field = |line: &str, key: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(key))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    list.lines()
+        .map(|line| (field(line, "id="), field(line, "cmd=")))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_revocation_feed_survives_its_own_keepalive_ping() {
+    let Some(c) = Cluster::start("the_revocation_feed_survives_its_own_keepalive_ping").await
+    else {
+        return;
+    };
+    let mut conn = inspect(&c).await;
+    let first = subscribers(&mut conn).await;
+    assert_eq!(first.len(), 2, "one subscription per instance: {first:?}");
+    // Each instance pings its subscription every 5 s. Wait until both first connections
+    // have sent their ping, or one of them is gone: Redis answers a subscribed PING with
+    // ["pong", ""], and a feed that refuses that answer drops its connection for a new one.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let after = loop {
+        let now = subscribers(&mut conn).await;
+        let still: Vec<_> = first
+            .iter()
+            .filter_map(|(id, _)| now.iter().find(|(other, _)| other == id))
+            .collect();
+        if still.len() < first.len() || still.iter().all(|(_, cmd)| cmd == "ping") {
+            break now;
+        }
+        assert!(Instant::now() < deadline, "no ping within 15 s: {now:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // A revocation still crosses within the bound, and afterwards the same connections
+    // are still the ones subscribed.
+    let login = c.login(&c.a, "pinged1").await;
+    assert_eq!(c.logout(&c.a, &login["access_token"]).await, 204);
+    assert!(c
+        .until_refused(&c.b, &login["access_token"], PROPAGATION)
+        .await
+        .is_some());
+    let ids = |list: &[(String, String)]| list.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>();
+    let mut last = ids(&subscribers(&mut conn).await);
+    let mut expected = ids(&first);
+    last.sort();
+    expected.sort();
+    assert_eq!(
+        last, expected,
+        "the subscriptions were replaced after a ping ({after:?})"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_redis_down_tokens_still_work_and_session_calls_fail_fast_then_recover() {
     let Some(mut c) = Cluster::start("with_redis_down").await else {

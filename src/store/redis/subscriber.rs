@@ -42,6 +42,9 @@ impl Subscriber {
                 Err(e) => {
                     if std::mem::replace(&mut connected, false) {
                         tracing::warn!(error = %e, "revocation feed from redis lost; retrying");
+                        // A feed that was working retries quickly, however long ago the
+                        // last outage backed off.
+                        delay = Duration::from_millis(50);
                     }
                 }
             }
@@ -83,7 +86,9 @@ impl Subscriber {
                     }
                 }
                 _ = ping.tick() => {
-                    tokio::time::timeout(timeout, sink.ping::<String>()).await??;
+                    // Any reply will do: on a subscribed RESP2 connection Redis answers PING
+                    // with the array ["pong", ""], not the +PONG a String would require.
+                    tokio::time::timeout(timeout, sink.ping::<()>()).await??;
                 }
                 () = switched(&mut moved) => {
                     tracing::info!("revocation feed follows the new redis primary");
