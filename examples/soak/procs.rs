@@ -14,18 +14,30 @@ use anyhow::{bail, Context, Result};
 /// How long a child gets to come up (or to answer a readiness check) before the soak fails.
 const START_LIMIT: Duration = Duration::from_secs(30);
 
-/// A `redis-server` on a free loopback port, its files in `dir`.
+/// A `redis-server` on a free loopback port, its log in `dir` and its AOF in `data`.
 pub struct Redis {
     pub port: u16,
     dir: PathBuf,
+    data: PathBuf,
     child: Option<Child>,
 }
 
 impl Redis {
     pub fn start(dir: &Path) -> Result<Self> {
+        // The AOF goes to tmpfs where there is one: a SIGKILL of Redis loses nothing it
+        // wrote there, and an fsync costs nothing, so a disk busy with other work cannot
+        // stall a write past the store's timeout (a 503 no fault was injected for).
+        let shm = Path::new("/dev/shm");
+        let data = if shm.is_dir() {
+            shm.join(format!("wxgate-soak-redis-{}", std::process::id()))
+        } else {
+            dir.join("redis-data")
+        };
+        std::fs::create_dir_all(&data).context("redis data dir")?;
         let mut redis = Self {
             port: free_port()?,
             dir: dir.to_owned(),
+            data,
             child: None,
         };
         redis.spawn()?;
@@ -42,12 +54,12 @@ impl Redis {
             .create(true)
             .append(true)
             .open(self.dir.join("redis.log"))?;
-        let dir = self.dir.to_str().context("temp dir is not UTF-8")?;
-        // Every acknowledged write is on disk before the reply, so a SIGKILL loses nothing
+        let data = self.data.to_str().context("temp dir is not UTF-8")?;
+        // Every acknowledged write is in the AOF before the reply, so a SIGKILL loses nothing
         // a client was told had been stored: the soak can then demand that no session is lost.
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--dir", dir, "--save", ""])
+            .args(["--dir", data, "--save", ""])
             .args(["--appendonly", "yes", "--appendfsync", "always"])
             .stdout(log)
             .stderr(Stdio::null())
@@ -77,6 +89,7 @@ impl Redis {
 impl Drop for Redis {
     fn drop(&mut self) {
         let _ = self.kill();
+        let _ = std::fs::remove_dir_all(&self.data);
     }
 }
 
