@@ -153,7 +153,7 @@ async fn wrong_app_credentials_are_a_misconfiguration() {
     let mut config = support::ConfigBuilder::new(&wechat.base(), &upstream.base());
     config.wechat_extra = String::new();
     let text = config.text().replace(support::APP_SECRET, "a-wrong-secret");
-    let gateway = support::Gateway::start(&text).await;
+    let gateway = support::RunningGateway::start(&text).await;
     let response = support::client()
         .post(gateway.url("/auth/login"))
         .json(&json!({ "code": "fine1" }))
@@ -170,7 +170,7 @@ async fn wechat_unreachable_or_slow() {
     let closed = support::closed_port().await;
     let upstream = support::Upstream::start().await;
     let config = support::ConfigBuilder::new(&format!("http://{closed}"), &upstream.base());
-    let gateway = support::Gateway::start(&config.text()).await;
+    let gateway = support::RunningGateway::start(&config.text()).await;
     let response = support::client()
         .post(gateway.url("/auth/login"))
         .json(&json!({ "code": "anycode" }))

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::{client, mint, ConfigBuilder, Gateway, Upstream, Wechat};
+use support::{client, mint, ConfigBuilder, RunningGateway, Upstream, Wechat};
 
 fn config(wechat: &Wechat, a: &Upstream, b: &Upstream, variant: usize) -> String {
     let mut config = ConfigBuilder::new(&wechat.base(), &a.base());
@@ -36,7 +36,8 @@ async fn reloads_under_load_fail_no_request_and_keep_sessions() {
     std::fs::create_dir_all(&dir).expect("dir");
     let path = dir.join("gateway.toml");
     std::fs::write(&path, config(&wechat, &a, &b, 0)).expect("write");
-    let gw = Arc::new(Gateway::start_settings(wxgate::config::load(&path).expect("valid")).await);
+    let gw =
+        Arc::new(RunningGateway::start_settings(wxgate::config::load(&path).expect("valid")).await);
     let http = client();
     let login: Value = http
         .post(gw.url("/auth/login"))

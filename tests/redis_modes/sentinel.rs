@@ -14,7 +14,7 @@ use crate::scenario;
 use crate::store_section;
 use crate::support::instances::{Instances, PROPAGATION};
 use crate::support::redis_topology::{SentinelSetup, SETUP_WAIT};
-use crate::support::{unique, Gateway};
+use crate::support::{unique, RunningGateway};
 
 /// Logins on one instance and refreshes of them on the other, alternating, as fast as
 /// they come back, until stopped; every request's outcome counted.
@@ -170,7 +170,7 @@ async fn sentinel_instances_share_sessions_and_carry_on_after_the_primary_fails_
         "a session from before the failover refreshes: {renewed}"
     );
     assert_eq!(p.call(&p.a, &ended["access_token"]).await, 401);
-    let late = Gateway::start(&p.config).await;
+    let late = RunningGateway::start(&p.config).await;
     p.until_ready(&late, SETUP_WAIT).await;
     assert!(
         p.until_refused(&late, &ended["access_token"], PROPAGATION * 5)

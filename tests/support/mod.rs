@@ -169,7 +169,7 @@ audience = "{AUDIENCE}"
 }
 
 /// A gateway running in-process on port 0.
-pub struct Gateway {
+pub struct RunningGateway {
     pub addr: SocketAddr,
     pub admin: SocketAddr,
     /// The HTTPS listener, when the config has `server.tls_*`.
@@ -179,7 +179,7 @@ pub struct Gateway {
     task: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
-impl Gateway {
+impl RunningGateway {
     pub async fn start(config: &str) -> Self {
         let settings = match wxgate::config::from_str(config, Path::new(".")) {
             Ok(s) => s,
@@ -241,7 +241,7 @@ impl Gateway {
 pub struct World {
     pub wechat: Wechat,
     pub upstream: Upstream,
-    pub gateway: Gateway,
+    pub gateway: RunningGateway,
     pub http: reqwest::Client,
 }
 
@@ -255,7 +255,7 @@ impl World {
         let upstream = Upstream::start().await;
         let mut config = ConfigBuilder::new(&wechat.base(), &upstream.base());
         adjust(&mut config);
-        let gateway = Gateway::start(&config.text()).await;
+        let gateway = RunningGateway::start(&config.text()).await;
         Self {
             wechat,
             upstream,
