@@ -41,6 +41,13 @@ pub async fn post(
     call(http, gw, path, Some(body), None).await
 }
 
+/// `POST /sessions/revoke` with `body`, which must succeed; the answer.
+pub async fn revoke(http: &reqwest::Client, gw: &RunningGateway, body: Value) -> Value {
+    let (status, answer) = post(http, gw, "/sessions/revoke", body).await;
+    assert_eq!(status, 200, "{answer}");
+    answer
+}
+
 /// The session ids `GET /sessions?{query}` lists.
 pub async fn session_ids(http: &reqwest::Client, gw: &RunningGateway, query: &str) -> Vec<String> {
     let (status, body) = get(http, gw, &format!("/sessions?{query}")).await;
