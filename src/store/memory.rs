@@ -11,7 +11,7 @@ use moka::Expiry;
 
 use super::users::Users;
 use super::{
-    until, Admission, Digest, Indexed, RefreshKey, Rotation, Session, SessionStore,
+    until, Admission, Digest, Indexed, RefreshKey, Renewal, Rotation, Session, SessionStore,
     StoreUnavailable, User, CODE_MEMORY,
 };
 use crate::tokens::now_unix;
@@ -132,13 +132,13 @@ impl SessionStore for MemoryStore {
         Ok(self.sessions.get(sid).map(|s| Session::clone(&s)))
     }
 
-    async fn rotate(
-        &self,
-        old: &RefreshKey,
-        new: &RefreshKey,
-        expires_at: i64,
-        revoke_until: i64,
-    ) -> Result<Rotation, StoreUnavailable> {
+    async fn rotate(&self, renewal: Renewal<'_>) -> Result<Rotation, StoreUnavailable> {
+        let Renewal {
+            old,
+            new,
+            expires_at,
+            revoke_until,
+        } = renewal;
         if let Some(until) = self.blocked_owner(&old.digest) {
             return Ok(Rotation::Blocked { until });
         }

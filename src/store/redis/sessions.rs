@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 
 use super::{session_from, RedisStore};
-use crate::store::{Admission, RefreshKey, Rotation, Session, SessionStore, StoreUnavailable};
+use crate::store::{
+    Admission, RefreshKey, Renewal, Rotation, Session, SessionStore, StoreUnavailable,
+};
 use crate::tokens::now_unix;
 
 impl RedisStore {
@@ -51,11 +53,14 @@ impl RedisStore {
 
     pub(super) async fn rotate_token(
         &self,
-        old: &RefreshKey,
-        new: &RefreshKey,
-        expires_at: i64,
-        revoke_until: i64,
+        renewal: Renewal<'_>,
     ) -> Result<Rotation, StoreUnavailable> {
+        let Renewal {
+            old,
+            new,
+            expires_at,
+            revoke_until,
+        } = renewal;
         // Before anything is spent: the user's block, and the index's expiry for this
         // session (the index lives on the user's slot, which the rotation cannot touch).
         // A failure here leaves the token unspent, so the client can simply try again.
