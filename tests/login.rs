@@ -279,12 +279,7 @@ async fn an_appid_selects_the_app_and_unknown_ones_are_refused() {
 #[tokio::test]
 async fn login_only_accepts_post() {
     let world = World::start().await;
-    let response = world
-        .http
-        .get(world.url("/auth/login"))
-        .send()
-        .await
-        .expect("request");
+    let response = world.get("/auth/login").await;
     assert_eq!(response.status(), 405);
     assert_eq!(response.headers()["allow"], "POST");
     let body: serde_json::Value = response.json().await.expect("json");

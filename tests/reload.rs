@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use support::{client, mint, ConfigBuilder, RunningGateway, Upstream, Wechat};
 
 fn config(wechat: &Wechat, a: &Upstream, b: &Upstream, variant: usize) -> String {
@@ -39,15 +39,11 @@ async fn reloads_under_load_fail_no_request_and_keep_sessions() {
     let gw =
         Arc::new(RunningGateway::start_settings(wxgate::config::load(&path).expect("valid")).await);
     let http = client();
-    let login: Value = http
-        .post(gw.url("/auth/login"))
-        .json(&json!({"code": "reload-user"}))
-        .send()
-        .await
-        .expect("login")
-        .json()
-        .await
-        .expect("json");
+    let login = support::json_of(
+        http.post(gw.url("/auth/login"))
+            .json(&json!({"code": "reload-user"})),
+    )
+    .await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));

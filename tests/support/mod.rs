@@ -332,6 +332,10 @@ impl World {
         (status, response.json().await.unwrap_or_default())
     }
 
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http.get(self.url(path)).send().await.expect("request")
+    }
+
     pub async fn get_with_token(&self, path: &str, token: &str) -> reqwest::Response {
         self.http
             .get(self.url(path))
@@ -347,6 +351,12 @@ pub fn client() -> reqwest::Client {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client")
+}
+
+/// Sends `request` and returns its JSON answer, whatever the status.
+pub async fn json_of(request: reqwest::RequestBuilder) -> serde_json::Value {
+    let response = request.send().await.expect("request");
+    response.json().await.expect("json")
 }
 
 /// A number unique within this test process, for codes and names.
