@@ -1,6 +1,10 @@
 //! `[store]`: the embedded store, or Redis as one server, behind Sentinel, or a Cluster,
 //! with TLS and credentials. Self-contained: the builder hands over the section, the folder
-//! relative files live in and the list its problems go to.
+//! relative files live in and the list its problems go to. Which Redis (`url`,
+//! `sentinels` or `cluster`) is checked in `target`, TLS to it in `tls`.
+
+mod target;
+mod tls;
 
 use std::path::Path;
 use std::time::Duration;
@@ -9,9 +13,6 @@ use crate::config::duration;
 use crate::config::file::StoreSection;
 use crate::secret::Secret;
 use crate::settings::{RedisAuth, RedisSettings, RedisTarget, StoreSettings};
-
-mod target;
-mod tls;
 
 pub(super) fn build(
     s: &StoreSection,
