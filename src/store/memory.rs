@@ -133,12 +133,7 @@ impl SessionStore for MemoryStore {
     }
 
     async fn rotate(&self, renewal: Renewal<'_>) -> Result<Rotation, StoreUnavailable> {
-        let Renewal {
-            old,
-            new,
-            expires_at,
-            revoke_until,
-        } = renewal;
+        let old = renewal.old;
         if let Some(until) = self.blocked_owner(&old.digest) {
             return Ok(Rotation::Blocked { until });
         }
@@ -170,7 +165,7 @@ impl SessionStore for MemoryStore {
         let sid = match found {
             Found::Live(sid) => sid,
             Found::Spent(sid) => {
-                self.revoke(std::slice::from_ref(&sid), revoke_until)
+                self.revoke(std::slice::from_ref(&sid), renewal.revoke_until)
                     .await?;
                 return Ok(Rotation::Reused { sid });
             }
@@ -178,17 +173,17 @@ impl SessionStore for MemoryStore {
         };
         // Only the expiry changes, in place: a phone set meanwhile must not be undone.
         let Some(renewed) = self.update(&sid, |session| {
-            session.expires_at = expires_at;
+            session.expires_at = renewal.expires_at;
             session.refreshed_at = Some(now);
         }) else {
             return Ok(Rotation::Invalid);
         };
         self.refresh.insert(
-            new.digest,
+            renewal.new.digest,
             RefreshEntry {
                 sid,
                 spent: false,
-                expires_at,
+                expires_at: renewal.expires_at,
             },
         );
         Ok(Rotation::Rotated(renewed))
