@@ -9,6 +9,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Either, Full};
 use hyper::body::Incoming;
+use serde_json::{Map, Value};
 use tokio::time::{Instant, Sleep};
 
 use crate::error::GatewayError;
@@ -86,6 +87,17 @@ impl GuardedBody {
         match self.collect().await {
             Ok(collected) => Ok(collected.to_bytes()),
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Reads the whole body as a JSON object (gateway and admin endpoints take no other
+    /// shape); anything else is `invalid_request`.
+    pub async fn collect_json_object(self) -> Result<Map<String, Value>, GatewayError> {
+        match serde_json::from_slice::<Value>(&self.collect_bytes().await?) {
+            Ok(Value::Object(map)) => Ok(map),
+            _ => Err(GatewayError::InvalidRequest(
+                "the body must be a JSON object",
+            )),
         }
     }
 }

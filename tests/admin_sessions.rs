@@ -69,18 +69,8 @@ async fn a_users_sessions_are_listed_without_secrets_and_revoked_together() {
         2
     );
 
-    let (status, answer) = admin::post(
-        &w.http,
-        &w.gateway,
-        "/sessions/revoke",
-        json!({ "openid": openid }),
-    )
-    .await;
-    assert_eq!(
-        (status, answer["revoked"].as_u64()),
-        (200, Some(2)),
-        "{answer}"
-    );
+    let answer = admin::revoke(&w.http, &w.gateway, json!({ "openid": openid })).await;
+    assert_eq!(answer["revoked"].as_u64(), Some(2), "{answer}");
     for access in [
         &first["access_token"],
         &second["access_token"],
@@ -124,20 +114,14 @@ async fn sessions_are_revoked_by_unionid_or_one_by_one() {
         .to_string();
 
     let body = json!({ "session_id": a["session_id"] });
-    let (status, answer) = admin::post(&w.http, &w.gateway, "/sessions/revoke", body).await;
-    assert_eq!(
-        (status, answer["session_ids"].clone()),
-        (200, json!([a["session_id"]]))
-    );
+    let answer = admin::revoke(&w.http, &w.gateway, body).await;
+    assert_eq!(answer["session_ids"], json!([a["session_id"]]));
     assert_eq!(call(&w, &a["access_token"]).await, 401);
     assert_eq!(call(&w, &b["access_token"]).await, 200, "only that session");
 
     let body = json!({ "unionid": unionid, "appid": APPID });
-    let (status, answer) = admin::post(&w.http, &w.gateway, "/sessions/revoke", body).await;
-    assert_eq!(
-        (status, answer["session_ids"].clone()),
-        (200, json!([b["session_id"]]))
-    );
+    let answer = admin::revoke(&w.http, &w.gateway, body).await;
+    assert_eq!(answer["session_ids"], json!([b["session_id"]]));
     assert_eq!(call(&w, &b["access_token"]).await, 401);
 }
 

@@ -8,7 +8,7 @@ mod support;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::{json, Value};
-use support::{client, ConfigBuilder, Gateway, Upstream, Wechat, APPID, APP_SECRET};
+use support::{client, ConfigBuilder, RunningGateway, Upstream, Wechat, APPID, APP_SECRET};
 use wxgate::devtools::mock_wechat::{MockOptions, MockWechat};
 
 const OTHER: &str = "wx00000000000000b2";
@@ -17,7 +17,7 @@ const OTHER_SECRET: &str = "second-app-secret";
 struct Two {
     wechat: Wechat,
     upstream: Upstream,
-    gateway: Gateway,
+    gateway: RunningGateway,
     http: reqwest::Client,
 }
 
@@ -45,7 +45,7 @@ impl Two {
             &format!("[[wechat.apps]]\nappid = \"{OTHER}\"\nsecret = \"{OTHER_SECRET}\"\n[auth]\n"),
             1,
         );
-        let gateway = Gateway::start(&text).await;
+        let gateway = RunningGateway::start(&text).await;
         Self {
             wechat,
             upstream,

@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use support::binary::{Binary, Output};
 
 #[tokio::test]
@@ -19,35 +19,20 @@ async fn the_demo_walkthrough_works() {
         rest.split_whitespace().next().map(str::to_string)
     });
     let http = support::client();
-    let login: Value = http
-        .post(format!("{gateway}/auth/login"))
-        .json(&json!({ "code": "demo-test-code" }))
-        .send()
-        .await
-        .expect("login")
-        .json()
-        .await
-        .expect("json");
+    let login = support::json_of(
+        http.post(format!("{gateway}/auth/login"))
+            .json(&json!({ "code": "demo-test-code" })),
+    )
+    .await;
     let token = login["access_token"].as_str().expect("access token");
-    let echoed: Value = http
-        .get(format!("{gateway}/api/hello"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("api")
-        .json()
-        .await
-        .expect("json");
+    let echoed =
+        support::json_of(http.get(format!("{gateway}/api/hello")).bearer_auth(token)).await;
     assert_eq!(echoed["headers"]["x-openid"], login["openid"], "{echoed}");
-    let spoofed: Value = http
-        .get(format!("{gateway}/api/public/hello"))
-        .header("X-OpenId", "admin")
-        .send()
-        .await
-        .expect("public")
-        .json()
-        .await
-        .expect("json");
+    let spoofed = support::json_of(
+        http.get(format!("{gateway}/api/public/hello"))
+            .header("X-OpenId", "admin"),
+    )
+    .await;
     assert!(spoofed["headers"].get("x-openid").is_none(), "{spoofed}");
     let denied = http
         .get(format!("{gateway}/api/hello"))

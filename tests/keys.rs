@@ -25,12 +25,7 @@ fn header_of(token: &str) -> Value {
 }
 
 async fn jwks(world: &World) -> Value {
-    let response = world
-        .http
-        .get(world.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .expect("request");
+    let response = world.get("/.well-known/jwks.json").await;
     assert_eq!(response.status(), 200);
     response.json().await.expect("json")
 }
@@ -78,6 +73,14 @@ async fn status_with(world: &World, token: &str) -> u16 {
         .as_u16()
 }
 
+/// Asserts that `GET /api/x` with `token` is refused as 401 `invalid_token`.
+async fn assert_invalid_token(world: &World, token: &str, what: &str) {
+    let response = world.get_with_token("/api/x", token).await;
+    assert_eq!(response.status(), 401, "{what}");
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["error"], "invalid_token", "{what}");
+}
+
 #[tokio::test]
 async fn each_asymmetric_signing_key_gives_tokens_that_required_routes_accept() {
     let dir = KeyDir::new();
@@ -110,12 +113,7 @@ async fn jwks_lists_every_public_key_and_no_hmac_secret() {
     let ed = dir.generate("ed", Algorithm::EdDSA);
     let keys = rsa.signing("rsa-1") + &hmac("k1") + &ec.verify_only("ec-1") + &ed.signing("ed-1");
     let world = World::start_with(|c| c.keys = keys).await;
-    let response = world
-        .http
-        .get(world.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .expect("request");
+    let response = world.get("/.well-known/jwks.json").await;
     assert_eq!(response.status(), 200);
     let header = |name: &str| {
         response
@@ -193,10 +191,8 @@ async fn hmac_tokens_keyed_with_the_published_key_are_refused() {
             let sig =
                 jsonwebtoken::crypto::sign(input.as_bytes(), &key, Algorithm::HS256).expect("sign");
             let forged = format!("{input}.{sig}");
-            let response = world.get_with_token("/api/x", &forged).await;
-            assert_eq!(response.status(), 401, "HMAC token claiming {alg}");
-            let body: Value = response.json().await.expect("json");
-            assert_eq!(body["error"], "invalid_token");
+            let what = format!("HMAC token claiming {alg}");
+            assert_invalid_token(&world, &forged, &what).await;
         }
     }
     assert_eq!(status_with(&world, &good).await, 200);
@@ -232,10 +228,7 @@ async fn keys_rotate_without_downtime_through_reloads() {
 
     // (c) The old key removed: its tokens are refused, the new ones keep working.
     fw.reload_keys(new.signing("new"));
-    let response = fw.world.get_with_token("/api/x", &old_token).await;
-    assert_eq!(response.status(), 401);
-    let body: Value = response.json().await.expect("json");
-    assert_eq!(body["error"], "invalid_token");
+    assert_invalid_token(&fw.world, &old_token, "a token of the removed key").await;
     assert_eq!(status_with(&fw.world, &new_token).await, 200);
     let only_new = jwks(&fw.world).await;
     assert_eq!(kids(&only_new), ["new"]);

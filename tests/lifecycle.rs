@@ -8,7 +8,7 @@ mod support;
 use std::process::Command;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use support::binary::{Binary, ConfigFile, BIN};
 use support::{World, APP_SECRET, JWT_SECRET};
 
@@ -69,12 +69,7 @@ async fn admin_health_and_readiness_answer_on_their_own_port() {
         .expect("text")
         .contains("wxgate_requests_total"));
     // The public port does not serve them.
-    let public = world
-        .http
-        .get(world.url("/healthz"))
-        .send()
-        .await
-        .expect("request");
+    let public = world.get("/healthz").await;
     assert_eq!(public.status(), 404);
 }
 
@@ -170,15 +165,8 @@ async fn the_binary_serves_stops_on_sigterm_and_never_logs_secrets() {
     let http = support::client();
     let url = |p: &str| format!("http://{addr}{p}");
     let code = "secretcode12345";
-    let login: Value = http
-        .post(url("/auth/login"))
-        .json(&json!({ "code": code }))
-        .send()
-        .await
-        .expect("login")
-        .json()
-        .await
-        .expect("json");
+    let login =
+        support::json_of(http.post(url("/auth/login")).json(&json!({ "code": code }))).await;
     let access = login["access_token"].as_str().expect("access").to_string();
     let refresh = login["refresh_token"]
         .as_str()
@@ -195,15 +183,11 @@ async fn the_binary_serves_stops_on_sigterm_and_never_logs_secrets() {
         .await
         .expect("api");
     assert_eq!(api.status(), 200);
-    let renewed: Value = http
-        .post(url("/auth/refresh"))
-        .json(&json!({ "refresh_token": refresh }))
-        .send()
-        .await
-        .expect("refresh")
-        .json()
-        .await
-        .expect("json");
+    let renewed = support::json_of(
+        http.post(url("/auth/refresh"))
+            .json(&json!({ "refresh_token": refresh })),
+    )
+    .await;
     let failing_code = "err40125leakcheck";
     let misconfigured = http
         .post(url("/auth/login"))

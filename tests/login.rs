@@ -153,7 +153,7 @@ async fn wrong_app_credentials_are_a_misconfiguration() {
     let mut config = support::ConfigBuilder::new(&wechat.base(), &upstream.base());
     config.wechat_extra = String::new();
     let text = config.text().replace(support::APP_SECRET, "a-wrong-secret");
-    let gateway = support::Gateway::start(&text).await;
+    let gateway = support::RunningGateway::start(&text).await;
     let response = support::client()
         .post(gateway.url("/auth/login"))
         .json(&json!({ "code": "fine1" }))
@@ -170,7 +170,7 @@ async fn wechat_unreachable_or_slow() {
     let closed = support::closed_port().await;
     let upstream = support::Upstream::start().await;
     let config = support::ConfigBuilder::new(&format!("http://{closed}"), &upstream.base());
-    let gateway = support::Gateway::start(&config.text()).await;
+    let gateway = support::RunningGateway::start(&config.text()).await;
     let response = support::client()
         .post(gateway.url("/auth/login"))
         .json(&json!({ "code": "anycode" }))
@@ -279,12 +279,7 @@ async fn an_appid_selects_the_app_and_unknown_ones_are_refused() {
 #[tokio::test]
 async fn login_only_accepts_post() {
     let world = World::start().await;
-    let response = world
-        .http
-        .get(world.url("/auth/login"))
-        .send()
-        .await
-        .expect("request");
+    let response = world.get("/auth/login").await;
     assert_eq!(response.status(), 405);
     assert_eq!(response.headers()["allow"], "POST");
     let body: serde_json::Value = response.json().await.expect("json");

@@ -15,7 +15,7 @@ use support::hook::{Answer, Hook};
 use support::instances::{Instances, PROPAGATION};
 use support::redis::Redis;
 use support::websocket::{echoes, upgrade, WsUpstream};
-use support::{ConfigBuilder, Gateway};
+use support::{ConfigBuilder, RunningGateway};
 
 /// Two instances sharing one `redis-server`, and the key prefix of their keys.
 struct Cluster {
@@ -185,7 +185,7 @@ async fn a_new_instance_learns_earlier_revocations() {
     };
     let login = c.login(&c.a, "late1").await;
     assert_eq!(c.logout(&c.a, &login["access_token"]).await, 204);
-    let late = Gateway::start(&c.config).await;
+    let late = RunningGateway::start(&c.config).await;
     assert!(
         c.until_refused(&late, &login["access_token"], PROPAGATION)
             .await
@@ -325,7 +325,7 @@ async fn an_instance_starts_while_redis_is_down_and_connects_when_it_comes_up() 
         return;
     };
     c.redis.kill();
-    let late = Gateway::start(&c.config).await;
+    let late = RunningGateway::start(&c.config).await;
     assert_eq!(c.ready(&late).await, 503);
     let token = support::mint("o-early", 300);
     let status = c

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{json, Value};
-use support::{client, mint, ConfigBuilder, Gateway, Upstream, Wechat};
+use serde_json::json;
+use support::{client, mint, ConfigBuilder, RunningGateway, Upstream, Wechat};
 
 fn config(wechat: &Wechat, a: &Upstream, b: &Upstream, variant: usize) -> String {
     let mut config = ConfigBuilder::new(&wechat.base(), &a.base());
@@ -36,17 +36,14 @@ async fn reloads_under_load_fail_no_request_and_keep_sessions() {
     std::fs::create_dir_all(&dir).expect("dir");
     let path = dir.join("gateway.toml");
     std::fs::write(&path, config(&wechat, &a, &b, 0)).expect("write");
-    let gw = Arc::new(Gateway::start_settings(wxgate::config::load(&path).expect("valid")).await);
+    let gw =
+        Arc::new(RunningGateway::start_settings(wxgate::config::load(&path).expect("valid")).await);
     let http = client();
-    let login: Value = http
-        .post(gw.url("/auth/login"))
-        .json(&json!({"code": "reload-user"}))
-        .send()
-        .await
-        .expect("login")
-        .json()
-        .await
-        .expect("json");
+    let login = support::json_of(
+        http.post(gw.url("/auth/login"))
+            .json(&json!({"code": "reload-user"})),
+    )
+    .await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));

@@ -251,12 +251,7 @@ async fn tokens_from_wxgate_token_work_without_a_session() {
 #[tokio::test]
 async fn jwks_is_empty_for_hmac_only_setups() {
     let world = World::start().await;
-    let response = world
-        .http
-        .get(world.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .expect("request");
+    let response = world.get("/.well-known/jwks.json").await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.expect("json");
     assert_eq!(body, json!({ "keys": [] }));

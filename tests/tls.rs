@@ -10,13 +10,13 @@ use std::path::{Path, PathBuf};
 
 use rustls::pki_types::CertificateDer;
 use support::certs::Ca;
-use support::{mint, ConfigBuilder, Gateway, Upstream, Wechat};
+use support::{mint, ConfigBuilder, RunningGateway, Upstream, Wechat};
 use tokio::net::TcpStream;
 
 struct Https {
     _wechat: Wechat,
     upstream: Upstream,
-    gateway: Gateway,
+    gateway: RunningGateway,
     ca: Ca,
     dir: PathBuf,
     first: CertificateDer<'static>,
@@ -40,7 +40,7 @@ impl Https {
         let path = dir.join("gateway.toml");
         std::fs::write(&path, config.text()).expect("config");
         let settings = wxgate::config::load(&path).expect("valid config");
-        let gateway = Gateway::start_settings(settings).await;
+        let gateway = RunningGateway::start_settings(settings).await;
         Self {
             _wechat: wechat,
             upstream,

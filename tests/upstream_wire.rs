@@ -13,7 +13,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use support::{ConfigBuilder, Gateway, Wechat};
+use support::{ConfigBuilder, RunningGateway, Wechat};
 
 /// What the scripted upstream writes for a request target, and whether it then closes.
 type Script = fn(&str) -> (Vec<u8>, bool);
@@ -100,14 +100,14 @@ async fn serve(mut stream: TcpStream, script: Script) {
     }
 }
 
-async fn gateway(upstream: &Scripted) -> (Wechat, Gateway) {
+async fn gateway(upstream: &Scripted) -> (Wechat, RunningGateway) {
     let wechat = Wechat::start().await;
     let config = ConfigBuilder::new(&wechat.base(), &format!("http://{}", upstream.addr));
-    let gateway = Gateway::start(&config.text()).await;
+    let gateway = RunningGateway::start(&config.text()).await;
     (wechat, gateway)
 }
 
-async fn get(gw: &Gateway, path: &str) -> (u16, Vec<u8>) {
+async fn get(gw: &RunningGateway, path: &str) -> (u16, Vec<u8>) {
     let response = support::client()
         .get(gw.url(path))
         .send()
@@ -299,7 +299,7 @@ async fn an_upstream_that_stalls_inside_the_body_is_cut_off_after_the_response_t
         "auth = \"none\"\nresponse_timeout = \"300ms\"",
         1,
     );
-    let gw = Gateway::start(&config.text()).await;
+    let gw = RunningGateway::start(&config.text()).await;
     let response = support::client()
         .get(gw.url("/public/stalled"))
         .send()
@@ -335,7 +335,7 @@ async fn a_client_that_stops_reading_is_dropped_and_its_upstream_connection_with
     let wechat = Wechat::start().await;
     let mut config = ConfigBuilder::new(&wechat.base(), &format!("http://{addr}"));
     config.server_extra = "request_timeout = \"500ms\"".into();
-    let gw = Gateway::start(&config.text()).await;
+    let gw = RunningGateway::start(&config.text()).await;
     let mut client = TcpStream::connect(gw.addr).await.expect("connect");
     client
         .write_all(b"GET /public/endless HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -357,7 +357,7 @@ async fn an_early_answer_to_a_trickling_body_is_passed_on_at_once() {
     let wechat = Wechat::start().await;
     let mut config = ConfigBuilder::new(&wechat.base(), &format!("http://{}", upstream.addr));
     config.server_extra = "request_timeout = \"10s\"".into();
-    let gw = Gateway::start(&config.text()).await;
+    let gw = RunningGateway::start(&config.text()).await;
     let head = "POST /public/early-open HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n";
     let (answer, elapsed) =
         support::trickle(gw.addr, head, std::time::Duration::from_millis(200)).await;

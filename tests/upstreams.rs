@@ -6,9 +6,9 @@
 
 mod support;
 
-use support::{closed_port, mint, ConfigBuilder, Gateway, Upstream, Wechat};
+use support::{closed_port, mint, ConfigBuilder, RunningGateway, Upstream, Wechat};
 
-async fn gateway(targets: &[String], extra: &str) -> (Wechat, Gateway) {
+async fn gateway(targets: &[String], extra: &str) -> (Wechat, RunningGateway) {
     let wechat = Wechat::start().await;
     let mut config = ConfigBuilder::new(&wechat.base(), "http://127.0.0.1:9");
     let list: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();
@@ -16,11 +16,11 @@ async fn gateway(targets: &[String], extra: &str) -> (Wechat, Gateway) {
         "[[routes]]\nprefix = \"/api\"\nupstreams = [{}]\n{extra}\n",
         list.join(", ")
     );
-    let gateway = Gateway::start(&config.text()).await;
+    let gateway = RunningGateway::start(&config.text()).await;
     (wechat, gateway)
 }
 
-async fn send(gw: &Gateway, method: reqwest::Method, body: Option<&str>) -> u16 {
+async fn send(gw: &RunningGateway, method: reqwest::Method, body: Option<&str>) -> u16 {
     let mut request = support::client()
         .request(method, gw.url("/api/x"))
         .bearer_auth(mint("o_rr", 300));

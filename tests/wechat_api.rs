@@ -8,7 +8,7 @@ mod support;
 
 use serde_json::{json, Value};
 use support::redis::Redis;
-use support::{client, ConfigBuilder, Gateway, Upstream, Wechat, World, APPID};
+use support::{client, ConfigBuilder, RunningGateway, Upstream, Wechat, World, APPID};
 
 const SEND: &str = "/cgi-bin/message/subscribe/send";
 const QR: &str = "/wxa/getwxacodeunlimit";
@@ -18,7 +18,7 @@ fn relay_config(c: &mut ConfigBuilder) {
     c.wechat_extra = format!("[wechat.relay]\nenabled = true\nallow = [\"{SEND}\", \"{QR}\"]\n");
 }
 
-async fn relay(gw: &Gateway, path_and_query: &str, body: Value) -> reqwest::Response {
+async fn relay(gw: &RunningGateway, path_and_query: &str, body: Value) -> reqwest::Response {
     client()
         .post(format!("http://{}/wechat{path_and_query}", gw.admin))
         .json(&body)
@@ -258,8 +258,8 @@ async fn two_instances_share_one_access_token_through_redis() {
         redis.url(),
         support::unique()
     );
-    let a = Gateway::start(&config.text()).await;
-    let b = Gateway::start(&config.text()).await;
+    let a = RunningGateway::start(&config.text()).await;
+    let b = RunningGateway::start(&config.text()).await;
     assert_eq!(relay(&a, SEND, json!({})).await.status(), 200);
     assert_eq!(relay(&b, SEND, json!({})).await.status(), 200);
     assert_eq!(

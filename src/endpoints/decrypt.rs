@@ -4,7 +4,7 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::Value;
 
-use super::{bearer_session, json_body, rate_limit, Call};
+use super::{rate_limited_session, Call};
 use crate::body::ResBody;
 use crate::error::{json_response, GatewayError};
 use crate::store::Session;
@@ -16,9 +16,7 @@ pub(super) async fn decrypt(
     request: Request<Incoming>,
 ) -> Result<Response<ResBody>, GatewayError> {
     // A failed decrypt may ask WeChat: the per-client limit applies as for logins.
-    rate_limit(&call)?;
-    let session = bearer_session(&call, &request).await?;
-    let body = json_body(&call, request).await?;
+    let (session, body) = rate_limited_session(&call, request).await?;
     let text = |name: &str| match body.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.as_str())),

@@ -9,7 +9,6 @@ mod session;
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use http::header::{HeaderValue, CACHE_CONTROL, PRAGMA};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -132,15 +131,9 @@ async fn json_body(
     request: Request<Incoming>,
 ) -> Result<serde_json::Map<String, Value>, GatewayError> {
     let limit = MAX_ENDPOINT_BODY.min(call.runtime.settings.server.max_body_bytes);
-    let bytes: Bytes = GuardedBody::new(request.into_body(), limit, call.deadline)
-        .collect_bytes()
-        .await?;
-    match serde_json::from_slice::<Value>(&bytes) {
-        Ok(Value::Object(map)) => Ok(map),
-        _ => Err(GatewayError::InvalidRequest(
-            "the body must be a JSON object",
-        )),
-    }
+    GuardedBody::new(request.into_body(), limit, call.deadline)
+        .collect_json_object()
+        .await
 }
 
 /// The verified caller of an endpoint that needs a bearer token.
@@ -166,6 +159,19 @@ async fn bearer_session(
         .session(sid)
         .await?
         .ok_or(GatewayError::NoSession)
+}
+
+/// The session and JSON body of a call that acts for a session and may reach WeChat
+/// (decrypt, phone). The per-client limit comes first, so a client over it costs neither a
+/// token check nor a store round trip.
+async fn rate_limited_session(
+    call: &Call<'_>,
+    request: Request<Incoming>,
+) -> Result<(Session, serde_json::Map<String, Value>), GatewayError> {
+    rate_limit(call)?;
+    let session = bearer_session(call, &request).await?;
+    let body = json_body(call, request).await?;
+    Ok((session, body))
 }
 
 /// Mints an access token for `session` and answers the login/refresh shape, `no-store`.

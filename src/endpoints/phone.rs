@@ -8,7 +8,7 @@ use hyper::body::Incoming;
 use serde_json::{json, Value};
 
 use super::login::valid_code;
-use super::{bearer_session, json_body, mint_access, no_store, rate_limit, Call};
+use super::{mint_access, no_store, rate_limited_session, Call};
 use crate::body::ResBody;
 use crate::error::{json_response, GatewayError};
 use crate::store::Session;
@@ -18,9 +18,7 @@ pub(super) async fn phone(
     request: Request<Incoming>,
 ) -> Result<Response<ResBody>, GatewayError> {
     // Each call spends WeChat quota: the per-client limit applies as for logins.
-    rate_limit(&call)?;
-    let session = bearer_session(&call, &request).await?;
-    let body = json_body(&call, request).await?;
+    let (session, body) = rate_limited_session(&call, request).await?;
     let code = match body.get("code") {
         Some(Value::String(code)) if valid_code(code) => code.as_str(),
         _ => {

@@ -10,7 +10,7 @@ use super::{
 };
 use crate::body::{self, ResBody};
 use crate::error::{json_response, GatewayError};
-use crate::store::Rotation;
+use crate::store::{Renewal, Rotation};
 use crate::tokens;
 
 pub(super) async fn refresh(
@@ -36,11 +36,13 @@ pub(super) async fn refresh(
     let runtime = call.runtime;
     let (refresh_token, next) = new_refresh_token(&presented.sid);
     let expires_at = tokens::now_unix() + runtime.settings.auth.refresh_ttl.as_secs() as i64;
-    let rotation = call
-        .runtime
-        .store
-        .rotate(&presented, &next, expires_at, revocation_horizon(&call))
-        .await?;
+    let renewal = Renewal {
+        old: &presented,
+        new: &next,
+        expires_at,
+        revoke_until: revocation_horizon(&call),
+    };
+    let rotation = runtime.store.rotate(renewal).await?;
     match rotation {
         Rotation::Rotated(session) => token_response(runtime, &session, &refresh_token),
         Rotation::Reused { .. } => {

@@ -9,7 +9,6 @@
 //! With `[admin] token_file` set, each needs `Authorization: Bearer <token>`; health and
 //! metrics stay open either way. Answers never carry a `session_key`.
 
-use bytes::Bytes;
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -227,13 +226,7 @@ async fn json_body(
     request: Request<Incoming>,
 ) -> Result<Map<String, Value>, GatewayError> {
     let deadline = tokio::time::Instant::now() + runtime.settings.server.request_timeout;
-    let bytes: Bytes = GuardedBody::new(request.into_body(), MAX_BODY, deadline)
-        .collect_bytes()
-        .await?;
-    match serde_json::from_slice::<Value>(&bytes) {
-        Ok(Value::Object(map)) => Ok(map),
-        _ => Err(GatewayError::InvalidRequest(
-            "the body must be a JSON object",
-        )),
-    }
+    GuardedBody::new(request.into_body(), MAX_BODY, deadline)
+        .collect_json_object()
+        .await
 }

@@ -11,7 +11,7 @@ use moka::Expiry;
 
 use super::users::Users;
 use super::{
-    until, Admission, Digest, Indexed, RefreshKey, Rotation, Session, SessionStore,
+    until, Admission, Digest, Indexed, RefreshKey, Renewal, Rotation, Session, SessionStore,
     StoreUnavailable, User, CODE_MEMORY,
 };
 use crate::tokens::now_unix;
@@ -132,13 +132,8 @@ impl SessionStore for MemoryStore {
         Ok(self.sessions.get(sid).map(|s| Session::clone(&s)))
     }
 
-    async fn rotate(
-        &self,
-        old: &RefreshKey,
-        new: &RefreshKey,
-        expires_at: i64,
-        revoke_until: i64,
-    ) -> Result<Rotation, StoreUnavailable> {
+    async fn rotate(&self, renewal: Renewal<'_>) -> Result<Rotation, StoreUnavailable> {
+        let old = renewal.old;
         if let Some(until) = self.blocked_owner(&old.digest) {
             return Ok(Rotation::Blocked { until });
         }
@@ -170,7 +165,7 @@ impl SessionStore for MemoryStore {
         let sid = match found {
             Found::Live(sid) => sid,
             Found::Spent(sid) => {
-                self.revoke(std::slice::from_ref(&sid), revoke_until)
+                self.revoke(std::slice::from_ref(&sid), renewal.revoke_until)
                     .await?;
                 return Ok(Rotation::Reused { sid });
             }
@@ -178,17 +173,17 @@ impl SessionStore for MemoryStore {
         };
         // Only the expiry changes, in place: a phone set meanwhile must not be undone.
         let Some(renewed) = self.update(&sid, |session| {
-            session.expires_at = expires_at;
+            session.expires_at = renewal.expires_at;
             session.refreshed_at = Some(now);
         }) else {
             return Ok(Rotation::Invalid);
         };
         self.refresh.insert(
-            new.digest,
+            renewal.new.digest,
             RefreshEntry {
                 sid,
                 spent: false,
-                expires_at,
+                expires_at: renewal.expires_at,
             },
         );
         Ok(Rotation::Rotated(renewed))

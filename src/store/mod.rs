@@ -99,6 +99,17 @@ pub(crate) fn digest(parts: &[&[u8]]) -> Digest {
     out
 }
 
+/// A refresh: spend `old`, install `new` and let the session run until `expires_at`; if
+/// `old` was spent before, its session is revoked until `revoke_until`. Named fields,
+/// because the two times are both Unix seconds and easy to swap.
+#[derive(Debug, Clone, Copy)]
+pub struct Renewal<'a> {
+    pub old: &'a RefreshKey,
+    pub new: &'a RefreshKey,
+    pub expires_at: i64,
+    pub revoke_until: i64,
+}
+
 /// What presenting a refresh token did.
 #[derive(Debug)]
 pub enum Rotation {
@@ -132,15 +143,8 @@ pub(crate) trait SessionStore: Send + Sync {
         refresh: &RefreshKey,
     ) -> Result<Admission, StoreUnavailable>;
     async fn session(&self, sid: &str) -> Result<Option<Session>, StoreUnavailable>;
-    /// Spends `old` and installs `new` in one atomic step; presenting a spent token again
-    /// revokes its session until `revoke_until`. A blocked user's token is left unspent.
-    async fn rotate(
-        &self,
-        old: &RefreshKey,
-        new: &RefreshKey,
-        expires_at: i64,
-        revoke_until: i64,
-    ) -> Result<Rotation, StoreUnavailable>;
+    /// Does the [`Renewal`] in one atomic step. A blocked user's token is left unspent.
+    async fn rotate(&self, renewal: Renewal<'_>) -> Result<Rotation, StoreUnavailable>;
     /// Ends sessions everywhere: their refresh tokens stop at once, and their access tokens
     /// are refused until `until` (when the last of them has expired anyway).
     async fn revoke(&self, sids: &[String], until: i64) -> Result<(), StoreUnavailable>;
@@ -222,24 +226,15 @@ impl Store {
         self.backend.session(sid).await
     }
 
-    pub async fn rotate(
-        &self,
-        old: &RefreshKey,
-        new: &RefreshKey,
-        expires_at: i64,
-        revoke_until: i64,
-    ) -> Result<Rotation, StoreUnavailable> {
+    pub async fn rotate(&self, renewal: Renewal<'_>) -> Result<Rotation, StoreUnavailable> {
         // A session this instance knows to be revoked has no live refresh token, even if
         // the backend has not caught up (a revocation racing the session's creation).
-        if self.is_revoked(&old.sid) {
+        if self.is_revoked(&renewal.old.sid) {
             return Ok(Rotation::Invalid);
         }
-        let rotation = self
-            .backend
-            .rotate(old, new, expires_at, revoke_until)
-            .await?;
+        let rotation = self.backend.rotate(renewal).await?;
         if let Rotation::Reused { sid } = &rotation {
-            self.revoked.insert(sid, revoke_until);
+            self.revoked.insert(sid, renewal.revoke_until);
         }
         Ok(rotation)
     }

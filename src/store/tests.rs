@@ -33,6 +33,16 @@ fn token(sid: &str, name: &str) -> RefreshKey {
     }
 }
 
+/// Spends `old` for `new`; both times are `exp`.
+fn renewal<'a>(old: &'a RefreshKey, new: &'a RefreshKey, exp: i64) -> Renewal<'a> {
+    Renewal {
+        old,
+        new,
+        expires_at: exp,
+        revoke_until: exp,
+    }
+}
+
 #[tokio::test]
 async fn a_code_is_claimed_once() {
     let store = Store::memory();
@@ -51,15 +61,15 @@ async fn rotation_spends_the_old_token_and_replay_revokes_the_session() {
     store.create(&session("s1"), &r1).await.ok();
     let exp = now_unix() + 7200;
     assert!(
-        matches!(store.rotate(&r1, &r2, exp, exp).await, Ok(Rotation::Rotated(s)) if s.sid == "s1" && s.refreshed_at.is_some())
+        matches!(store.rotate(renewal(&r1, &r2, exp)).await, Ok(Rotation::Rotated(s)) if s.sid == "s1" && s.refreshed_at.is_some())
     );
     assert!(matches!(
-        store.rotate(&r1, &r3, exp, exp).await,
+        store.rotate(renewal(&r1, &r3, exp)).await,
         Ok(Rotation::Reused { .. })
     ));
     assert!(store.is_revoked("s1"));
     assert!(matches!(
-        store.rotate(&r2, &r3, exp, exp).await,
+        store.rotate(renewal(&r2, &r3, exp)).await,
         Ok(Rotation::Invalid)
     ));
 }
@@ -85,8 +95,8 @@ async fn a_watch_hears_its_sessions_revocation_whenever_it_comes() {
     let (w1, w2, w3) = (token("s2", "w1"), token("s2", "w2"), token("s2", "w3"));
     store.create(&session("s2"), &w1).await.ok();
     let exp = now_unix() + 60;
-    store.rotate(&w1, &w2, exp, exp).await.ok();
-    store.rotate(&w1, &w3, exp, exp).await.ok();
+    store.rotate(renewal(&w1, &w2, exp)).await.ok();
+    store.rotate(renewal(&w1, &w3, exp)).await.ok();
     assert!(
         fired(&replayed).await,
         "a replayed refresh token revokes too"
@@ -96,7 +106,9 @@ async fn a_watch_hears_its_sessions_revocation_whenever_it_comes() {
 #[tokio::test]
 async fn unknown_refresh_tokens_are_invalid() {
     let store = Store::memory();
-    let r = store.rotate(&token("s", "x"), &token("s", "y"), 0, 0).await;
+    let r = store
+        .rotate(renewal(&token("s", "x"), &token("s", "y"), 0))
+        .await;
     assert!(matches!(r, Ok(Rotation::Invalid)));
 }
 
@@ -143,7 +155,7 @@ async fn rotation_keeps_claims_and_phone() {
         Ok(true)
     ));
     let exp = now_unix() + 7200;
-    let Ok(Rotation::Rotated(renewed)) = store.rotate(&r1, &r2, exp, exp).await else {
+    let Ok(Rotation::Rotated(renewed)) = store.rotate(renewal(&r1, &r2, exp)).await else {
         panic!("rotation failed");
     };
     assert_eq!(renewed.expires_at, exp);
@@ -199,7 +211,7 @@ async fn a_users_sessions_are_listed_and_revoked_together_per_app_or_in_all() {
     assert!(
         matches!(
             store
-                .rotate(&token("a2", "a2"), &token("a2", "next"), exp, exp)
+                .rotate(renewal(&token("a2", "a2"), &token("a2", "next"), exp))
                 .await,
             Ok(Rotation::Invalid)
         ),
@@ -259,7 +271,7 @@ async fn a_block_refuses_logins_and_refreshes_until_it_ends_or_is_lifted() {
     );
     let exp = now_unix() + 60;
     assert!(matches!(
-        store.rotate(&token("s1", "r1"), &token("s1", "r2"), exp, exp).await,
+        store.rotate(renewal(&token("s1", "r1"), &token("s1", "r2"), exp)).await,
         Ok(Rotation::Blocked { until: u }) if u == until
     ));
     assert_eq!(store.unblock("o1", "wx1").await.ok(), Some(true));
@@ -267,7 +279,7 @@ async fn a_block_refuses_logins_and_refreshes_until_it_ends_or_is_lifted() {
     assert!(
         matches!(
             store
-                .rotate(&token("s1", "r1"), &token("s1", "r2"), exp, exp)
+                .rotate(renewal(&token("s1", "r1"), &token("s1", "r2"), exp))
                 .await,
             Ok(Rotation::Rotated(_))
         ),

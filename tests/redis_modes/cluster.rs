@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::scenario;
-use crate::store_section;
 use crate::support::instances::{Instances, PROPAGATION};
 use crate::support::redis_topology::{wait_for, ClusterSetup, SETUP_WAIT};
 use crate::support::unique;
@@ -16,13 +15,7 @@ use crate::support::unique;
 async fn start(test: &str) -> Option<(ClusterSetup, Instances, String)> {
     let setup = ClusterSetup::start(test)?;
     let prefix = format!("c{}:", unique());
-    let p = Instances::start(
-        &store_section(&setup.target(), &prefix),
-        crate::generous_limits,
-    )
-    .await;
-    p.until_ready(&p.a, SETUP_WAIT).await;
-    p.until_ready(&p.b, SETUP_WAIT).await;
+    let p = crate::ready_instances(&setup.target(), &prefix).await;
     Some((setup, p, prefix))
 }
 

@@ -13,12 +13,24 @@ mod scenario;
 mod sentinel;
 mod tls;
 
+use support::instances::Instances;
+use support::redis_topology::SETUP_WAIT;
+
 /// The `[store]` section for Redis at `target` (the lines naming it) under `prefix`, with
 /// timeouts that leave room on a loaded machine.
 fn store_section(target: &str, prefix: &str) -> String {
     format!(
         "[store]\nbackend = \"redis\"\n{target}\nkey_prefix = \"{prefix}\"\ntimeout = \"1s\"\nconnect_timeout = \"1s\"\n"
     )
+}
+
+/// Two instances on the Redis at `target` (its `[store]` lines) under `prefix`, both ready
+/// (their store answering) before the test goes on.
+async fn ready_instances(target: &str, prefix: &str) -> Instances {
+    let p = Instances::start(&store_section(target, prefix), generous_limits).await;
+    p.until_ready(&p.a, SETUP_WAIT).await;
+    p.until_ready(&p.b, SETUP_WAIT).await;
+    p
 }
 
 /// Every test here logs in from 127.0.0.1 many times: the per-client limit would refuse

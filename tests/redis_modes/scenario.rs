@@ -99,18 +99,8 @@ pub async fn users_are_revoked_and_blocked_everywhere(p: &Instances, tag: &str) 
         "{tag}: B lists the sessions made on A and B"
     );
 
-    let (status, answer) = admin::post(
-        &p.http,
-        &p.a,
-        "/sessions/revoke",
-        json!({ "openid": openid }),
-    )
-    .await;
-    assert_eq!(
-        (status, answer["revoked"].as_u64()),
-        (200, Some(2)),
-        "{answer}"
-    );
+    let answer = admin::revoke(&p.http, &p.a, json!({ "openid": openid })).await;
+    assert_eq!(answer["revoked"].as_u64(), Some(2), "{answer}");
     for (gw, name) in [(&p.a, "A"), (&p.b, "B")] {
         for login in [&on_a, &on_b] {
             let delay = p

@@ -11,10 +11,9 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::scenario;
-use crate::store_section;
 use crate::support::instances::{Instances, PROPAGATION};
 use crate::support::redis_topology::{SentinelSetup, SETUP_WAIT};
-use crate::support::{unique, Gateway};
+use crate::support::{unique, RunningGateway};
 
 /// Logins on one instance and refreshes of them on the other, alternating, as fast as
 /// they come back, until stopped; every request's outcome counted.
@@ -108,13 +107,7 @@ async fn sentinel_instances_share_sessions_and_carry_on_after_the_primary_fails_
         return;
     };
     let prefix = format!("s{}:", unique());
-    let p = Instances::start(
-        &store_section(&setup.target(), &prefix),
-        crate::generous_limits,
-    )
-    .await;
-    p.until_ready(&p.a, SETUP_WAIT).await;
-    p.until_ready(&p.b, SETUP_WAIT).await;
+    let p = crate::ready_instances(&setup.target(), &prefix).await;
     scenario::sessions_are_shared(&p, "sentinel").await;
     scenario::users_are_revoked_and_blocked_everywhere(&p, "sentinel").await;
 
@@ -170,7 +163,7 @@ async fn sentinel_instances_share_sessions_and_carry_on_after_the_primary_fails_
         "a session from before the failover refreshes: {renewed}"
     );
     assert_eq!(p.call(&p.a, &ended["access_token"]).await, 401);
-    let late = Gateway::start(&p.config).await;
+    let late = RunningGateway::start(&p.config).await;
     p.until_ready(&late, SETUP_WAIT).await;
     assert!(
         p.until_refused(&late, &ended["access_token"], PROPAGATION * 5)

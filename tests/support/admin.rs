@@ -2,13 +2,13 @@
 
 use serde_json::Value;
 
-use super::Gateway;
+use super::RunningGateway;
 
 /// One admin call: `GET` when `body` is `None`, else `POST` with it as JSON; the status and
 /// the JSON answer (`Null` if none). `token` goes in `Authorization: Bearer`.
 pub async fn call(
     http: &reqwest::Client,
-    gw: &Gateway,
+    gw: &RunningGateway,
     path: &str,
     body: Option<Value>,
     token: Option<&str>,
@@ -27,17 +27,29 @@ pub async fn call(
 }
 
 /// `GET {path}` without a token.
-pub async fn get(http: &reqwest::Client, gw: &Gateway, path: &str) -> (u16, Value) {
+pub async fn get(http: &reqwest::Client, gw: &RunningGateway, path: &str) -> (u16, Value) {
     call(http, gw, path, None, None).await
 }
 
 /// `POST {path}` with `body`, without a token.
-pub async fn post(http: &reqwest::Client, gw: &Gateway, path: &str, body: Value) -> (u16, Value) {
+pub async fn post(
+    http: &reqwest::Client,
+    gw: &RunningGateway,
+    path: &str,
+    body: Value,
+) -> (u16, Value) {
     call(http, gw, path, Some(body), None).await
 }
 
+/// `POST /sessions/revoke` with `body`, which must succeed; the answer.
+pub async fn revoke(http: &reqwest::Client, gw: &RunningGateway, body: Value) -> Value {
+    let (status, answer) = post(http, gw, "/sessions/revoke", body).await;
+    assert_eq!(status, 200, "{answer}");
+    answer
+}
+
 /// The session ids `GET /sessions?{query}` lists.
-pub async fn session_ids(http: &reqwest::Client, gw: &Gateway, query: &str) -> Vec<String> {
+pub async fn session_ids(http: &reqwest::Client, gw: &RunningGateway, query: &str) -> Vec<String> {
     let (status, body) = get(http, gw, &format!("/sessions?{query}")).await;
     assert_eq!(status, 200, "{body}");
     let mut ids: Vec<String> = body["sessions"]

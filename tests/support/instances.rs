@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::{client, ConfigBuilder, Gateway, Upstream, Wechat};
+use super::{client, ConfigBuilder, RunningGateway, Upstream, Wechat};
 
 /// The longest a revocation may take to reach another instance.
 pub const PROPAGATION: Duration = Duration::from_secs(1);
@@ -15,8 +15,8 @@ pub struct Instances {
     pub wechat: Wechat,
     pub upstream: Upstream,
     pub config: String,
-    pub a: Gateway,
-    pub b: Gateway,
+    pub a: RunningGateway,
+    pub b: RunningGateway,
     pub http: reqwest::Client,
 }
 
@@ -29,8 +29,8 @@ impl Instances {
         adjust(&mut config);
         config.store = store.to_string();
         let config = config.text();
-        let a = Gateway::start(&config).await;
-        let b = Gateway::start(&config).await;
+        let a = RunningGateway::start(&config).await;
+        let b = RunningGateway::start(&config).await;
         Self {
             wechat,
             upstream,
@@ -41,7 +41,7 @@ impl Instances {
         }
     }
 
-    pub async fn post(&self, gw: &Gateway, path: &str, body: Value) -> (u16, Value) {
+    pub async fn post(&self, gw: &RunningGateway, path: &str, body: Value) -> (u16, Value) {
         let response = self
             .http
             .post(gw.url(path))
@@ -53,13 +53,13 @@ impl Instances {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
-    pub async fn login(&self, gw: &Gateway, code: &str) -> Value {
+    pub async fn login(&self, gw: &RunningGateway, code: &str) -> Value {
         let (status, body) = self.post(gw, "/auth/login", json!({ "code": code })).await;
         assert_eq!(status, 200, "login: {body}");
         body
     }
 
-    pub async fn refresh(&self, gw: &Gateway, refresh_token: &Value) -> (u16, Value) {
+    pub async fn refresh(&self, gw: &RunningGateway, refresh_token: &Value) -> (u16, Value) {
         self.post(
             gw,
             "/auth/refresh",
@@ -68,7 +68,7 @@ impl Instances {
         .await
     }
 
-    pub async fn logout(&self, gw: &Gateway, access: &Value) -> u16 {
+    pub async fn logout(&self, gw: &RunningGateway, access: &Value) -> u16 {
         self.http
             .post(gw.url("/auth/logout"))
             .bearer_auth(access.as_str().expect("access token"))
@@ -79,7 +79,7 @@ impl Instances {
             .as_u16()
     }
 
-    pub async fn call(&self, gw: &Gateway, access: &Value) -> u16 {
+    pub async fn call(&self, gw: &RunningGateway, access: &Value) -> u16 {
         self.http
             .get(gw.url("/api/orders"))
             .bearer_auth(access.as_str().expect("access token"))
@@ -90,7 +90,7 @@ impl Instances {
             .as_u16()
     }
 
-    pub async fn ready(&self, gw: &Gateway) -> u16 {
+    pub async fn ready(&self, gw: &RunningGateway) -> u16 {
         self.http
             .get(format!("http://{}/readyz", gw.admin))
             .send()
@@ -101,7 +101,7 @@ impl Instances {
     }
 
     /// Polls until `gw`'s `/readyz` is 200; panics after `limit`.
-    pub async fn until_ready(&self, gw: &Gateway, limit: Duration) {
+    pub async fn until_ready(&self, gw: &RunningGateway, limit: Duration) {
         let deadline = Instant::now() + limit;
         while self.ready(gw).await != 200 {
             assert!(
@@ -115,7 +115,7 @@ impl Instances {
     /// Polls until `gw` refuses `access`; returns how long that took (None: not within `limit`).
     pub async fn until_refused(
         &self,
-        gw: &Gateway,
+        gw: &RunningGateway,
         access: &Value,
         limit: Duration,
     ) -> Option<Duration> {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use jsonwebtoken::Algorithm;
 
-use super::{client, unique, ConfigBuilder, Gateway, Upstream, Wechat, World};
+use super::{client, unique, ConfigBuilder, RunningGateway, Upstream, Wechat, World};
 
 /// A temporary folder of key files, removed on drop.
 pub struct KeyDir {
@@ -99,7 +99,7 @@ impl FileWorld {
             Ok(s) => s,
             Err(e) => panic!("test config is invalid: {e}\n{}", config.text()),
         };
-        let gateway = Gateway::start_settings(settings).await;
+        let gateway = RunningGateway::start_settings(settings).await;
         Self {
             world: World {
                 wechat,

@@ -169,7 +169,7 @@ audience = "{AUDIENCE}"
 }
 
 /// A gateway running in-process on port 0.
-pub struct Gateway {
+pub struct RunningGateway {
     pub addr: SocketAddr,
     pub admin: SocketAddr,
     /// The HTTPS listener, when the config has `server.tls_*`.
@@ -179,7 +179,7 @@ pub struct Gateway {
     task: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
-impl Gateway {
+impl RunningGateway {
     pub async fn start(config: &str) -> Self {
         let settings = match wxgate::config::from_str(config, Path::new(".")) {
             Ok(s) => s,
@@ -241,7 +241,7 @@ impl Gateway {
 pub struct World {
     pub wechat: Wechat,
     pub upstream: Upstream,
-    pub gateway: Gateway,
+    pub gateway: RunningGateway,
     pub http: reqwest::Client,
 }
 
@@ -255,7 +255,7 @@ impl World {
         let upstream = Upstream::start().await;
         let mut config = ConfigBuilder::new(&wechat.base(), &upstream.base());
         adjust(&mut config);
-        let gateway = Gateway::start(&config.text()).await;
+        let gateway = RunningGateway::start(&config.text()).await;
         Self {
             wechat,
             upstream,
@@ -332,6 +332,10 @@ impl World {
         (status, response.json().await.unwrap_or_default())
     }
 
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http.get(self.url(path)).send().await.expect("request")
+    }
+
     pub async fn get_with_token(&self, path: &str, token: &str) -> reqwest::Response {
         self.http
             .get(self.url(path))
@@ -347,6 +351,12 @@ pub fn client() -> reqwest::Client {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client")
+}
+
+/// Sends `request` and returns its JSON answer, whatever the status.
+pub async fn json_of(request: reqwest::RequestBuilder) -> serde_json::Value {
+    let response = request.send().await.expect("request");
+    response.json().await.expect("json")
 }
 
 /// A number unique within this test process, for codes and names.

@@ -46,7 +46,7 @@ use connect::{AbortOnDrop, Conn, Connector};
 use subscriber::Subscriber;
 
 use super::{
-    Admission, Digest, Indexed, RefreshKey, Revocations, Rotation, Session, SessionStore,
+    Admission, Digest, Indexed, RefreshKey, Renewal, Revocations, Rotation, Session, SessionStore,
     StoreUnavailable, User, CODE_MEMORY,
 };
 use crate::claims::Ext;
@@ -200,14 +200,8 @@ impl SessionStore for RedisStore {
         Ok(session_from(sid, fields))
     }
 
-    async fn rotate(
-        &self,
-        old: &RefreshKey,
-        new: &RefreshKey,
-        expires_at: i64,
-        revoke_until: i64,
-    ) -> Result<Rotation, StoreUnavailable> {
-        self.rotate_token(old, new, expires_at, revoke_until).await
+    async fn rotate(&self, renewal: Renewal<'_>) -> Result<Rotation, StoreUnavailable> {
+        self.rotate_token(renewal).await
     }
 
     async fn revoke(&self, sids: &[String], until: i64) -> Result<(), StoreUnavailable> {

@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 
 use super::{session_from, RedisStore};
-use crate::store::{Admission, RefreshKey, Rotation, Session, SessionStore, StoreUnavailable};
+use crate::store::{
+    Admission, RefreshKey, Renewal, Rotation, Session, SessionStore, StoreUnavailable,
+};
 use crate::tokens::now_unix;
 
 impl RedisStore {
@@ -51,17 +53,14 @@ impl RedisStore {
 
     pub(super) async fn rotate_token(
         &self,
-        old: &RefreshKey,
-        new: &RefreshKey,
-        expires_at: i64,
-        revoke_until: i64,
+        renewal: Renewal<'_>,
     ) -> Result<Rotation, StoreUnavailable> {
         // Before anything is spent: the user's block, and the index's expiry for this
         // session (the index lives on the user's slot, which the rotation cannot touch).
         // A failure here leaves the token unspent, so the client can simply try again.
-        if let Some(session) = self.session(&old.sid).await? {
+        if let Some(session) = self.session(&renewal.old.sid).await? {
             let renewed = Session {
-                expires_at,
+                expires_at: renewal.expires_at,
                 ..session
             };
             if let Some(until) = self.admit(&renewed).await? {
@@ -70,12 +69,12 @@ impl RedisStore {
         }
         let mut invocation = self.scripts.rotate.prepare_invoke();
         invocation
-            .key(self.refresh_key(old))
-            .key(self.refresh_key(new))
-            .key(self.tagged("session", &old.sid))
-            .key(self.tagged("revoked", &old.sid))
-            .arg(expires_at)
-            .arg(revoke_until)
+            .key(self.refresh_key(renewal.old))
+            .key(self.refresh_key(renewal.new))
+            .key(self.tagged("session", &renewal.old.sid))
+            .key(self.tagged("revoked", &renewal.old.sid))
+            .arg(renewal.expires_at)
+            .arg(renewal.revoke_until)
             .arg(now_unix());
         let reply: Vec<String> = self.run("rotate", &invocation).await?;
         let mut reply = reply.into_iter();
@@ -88,7 +87,7 @@ impl RedisStore {
                 session_from(&sid, fields).map_or(Rotation::Invalid, Rotation::Rotated)
             }
             (Some("reused"), Some(sid)) => {
-                self.announce(std::slice::from_ref(&sid), revoke_until)
+                self.announce(std::slice::from_ref(&sid), renewal.revoke_until)
                     .await?;
                 Rotation::Reused { sid }
             }

@@ -4,9 +4,11 @@ const OPEN_FOR: Duration = Duration::from_secs(10);
 const RATE_LIMITED_FOR: Duration = Duration::from_secs(60);
 const PROBE_FOR: Duration = Duration::from_secs(5);
 
+const FAILURES: u32 = 3;
+
 fn breaker() -> Breaker {
     Breaker::new(BreakerSettings {
-        failures: 3,
+        failures: FAILURES,
         open_for: OPEN_FOR,
         rate_limited_for: RATE_LIMITED_FOR,
         probe_for: PROBE_FOR,
@@ -19,8 +21,10 @@ enum Step {
     Admit(&'static str, Option<f64>),
     /// The call admitted as `name` finishes.
     Finish(&'static str, Verdict),
+    /// As many calls as open the breaker arrive and fail, one after another.
+    Trip,
 }
-use Step::{Admit, Finish};
+use Step::{Admit, Finish, Trip};
 
 const FAIL: Verdict = Verdict::Failure(Why::Failing);
 const LIMITED: Verdict = Verdict::Failure(Why::RateLimited);
@@ -54,6 +58,14 @@ fn play(name: &str, steps: &[(f64, Step)]) -> Breaker {
             Finish(call, verdict) => {
                 let ticket = tickets[call];
                 b.record(ticket, *verdict, now);
+            }
+            Trip => {
+                for _ in 0..FAILURES {
+                    match b.admit(now) {
+                        Ok(ticket) => b.record(ticket, FAIL, now),
+                        Err(shed) => panic!("{name}, step {i}: a failure was shed: {shed:?}"),
+                    };
+                }
             }
         }
     }
@@ -121,12 +133,7 @@ fn the_breaker_follows_its_state_machine() {
         (
             "after the period one probe goes out; others wait for the probe, not a period",
             &[
-                (0.0, Admit("a", None)),
-                (0.0, Finish("a", FAIL)),
-                (0.0, Admit("b", None)),
-                (0.0, Finish("b", FAIL)),
-                (0.0, Admit("c", None)),
-                (0.0, Finish("c", FAIL)),
+                (0.0, Trip),
                 (10.0, Admit("probe", None)),
                 (11.0, Admit("other", Some(4.0))),
                 (12.0, Finish("probe", OK)),
@@ -136,12 +143,7 @@ fn the_breaker_follows_its_state_machine() {
         (
             "a failed probe opens it for a full period again",
             &[
-                (0.0, Admit("a", None)),
-                (0.0, Finish("a", FAIL)),
-                (0.0, Admit("b", None)),
-                (0.0, Finish("b", FAIL)),
-                (0.0, Admit("c", None)),
-                (0.0, Finish("c", FAIL)),
+                (0.0, Trip),
                 (10.0, Admit("probe", None)),
                 (12.0, Finish("probe", FAIL)),
                 (12.0, Admit("d", Some(10.0))),
@@ -151,12 +153,7 @@ fn the_breaker_follows_its_state_machine() {
         (
             "a probe answered 45011 holds calls for a minute",
             &[
-                (0.0, Admit("a", None)),
-                (0.0, Finish("a", FAIL)),
-                (0.0, Admit("b", None)),
-                (0.0, Finish("b", FAIL)),
-                (0.0, Admit("c", None)),
-                (0.0, Finish("c", FAIL)),
+                (0.0, Trip),
                 (10.0, Admit("probe", None)),
                 (11.0, Finish("probe", LIMITED)),
                 (11.0, Admit("d", Some(60.0))),
@@ -166,12 +163,7 @@ fn the_breaker_follows_its_state_machine() {
             "a failure that is not the probe's does not reopen it",
             &[
                 (0.0, Admit("slow", None)),
-                (0.0, Admit("a", None)),
-                (0.0, Finish("a", FAIL)),
-                (0.0, Admit("b", None)),
-                (0.0, Finish("b", FAIL)),
-                (0.0, Admit("c", None)),
-                (0.0, Finish("c", FAIL)),
+                (0.0, Trip),
                 (10.0, Admit("probe", None)),
                 (10.5, Finish("slow", FAIL)),
                 (11.0, Finish("probe", OK)),
@@ -183,12 +175,7 @@ fn the_breaker_follows_its_state_machine() {
         (
             "after the probe closes it, one failure does not reopen it",
             &[
-                (0.0, Admit("a", None)),
-                (0.0, Finish("a", FAIL)),
-                (0.0, Admit("b", None)),
-                (0.0, Finish("b", FAIL)),
-                (0.0, Admit("c", None)),
-                (0.0, Finish("c", FAIL)),
+                (0.0, Trip),
                 (10.0, Admit("probe", None)),
                 (10.0, Finish("probe", OK)),
                 (10.0, Admit("d", None)),
@@ -201,12 +188,7 @@ fn the_breaker_follows_its_state_machine() {
         (
             "a probe without a verdict lets the next call probe at once",
             &[
-                (0.0, Admit("a", None)),
-                (0.0, Finish("a", FAIL)),
-                (0.0, Admit("b", None)),
-                (0.0, Finish("b", FAIL)),
-                (0.0, Admit("c", None)),
-                (0.0, Finish("c", FAIL)),
+                (0.0, Trip),
                 (10.0, Admit("probe", None)),
                 (11.0, Finish("probe", UNKNOWN)),
                 (11.0, Admit("probe2", None)),
@@ -216,12 +198,7 @@ fn the_breaker_follows_its_state_machine() {
         (
             "a probe past its bound is replaced, and its late verdict is ignored",
             &[
-                (0.0, Admit("a", None)),
-                (0.0, Finish("a", FAIL)),
-                (0.0, Admit("b", None)),
-                (0.0, Finish("b", FAIL)),
-                (0.0, Admit("c", None)),
-                (0.0, Finish("c", FAIL)),
+                (0.0, Trip),
                 (10.0, Admit("stuck", None)),
                 (15.0, Admit("probe2", None)),
                 (16.0, Finish("stuck", OK)),
@@ -238,30 +215,9 @@ fn the_breaker_follows_its_state_machine() {
 
 #[test]
 fn only_a_closed_breaker_reports_closed() {
-    let open = play(
-        "open",
-        &[
-            (0.0, Admit("a", None)),
-            (0.0, Finish("a", FAIL)),
-            (0.0, Admit("b", None)),
-            (0.0, Finish("b", FAIL)),
-            (0.0, Admit("c", None)),
-            (0.0, Finish("c", FAIL)),
-        ],
-    );
+    let open = play("open", &[(0.0, Trip)]);
     assert!(!open.is_closed());
-    let probing = play(
-        "probing",
-        &[
-            (0.0, Admit("a", None)),
-            (0.0, Finish("a", FAIL)),
-            (0.0, Admit("b", None)),
-            (0.0, Finish("b", FAIL)),
-            (0.0, Admit("c", None)),
-            (0.0, Finish("c", FAIL)),
-            (10.0, Admit("probe", None)),
-        ],
-    );
+    let probing = play("probing", &[(0.0, Trip), (10.0, Admit("probe", None))]);
     assert!(!probing.is_closed());
     assert!(breaker().is_closed());
 }
