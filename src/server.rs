@@ -5,7 +5,6 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,12 +23,13 @@ use crate::gateway::Gateway;
 use crate::proxy::{self, ClientConn};
 use crate::settings::ServerSettings;
 use bytes::{Bytes, BytesMut};
-use client_io::ClientIo;
+use client_io::{ClientIo, Readable};
 use futures_util::future::Either;
 use http_body::Body;
 use stalls::Stalls;
 
 mod client_io;
+mod park;
 mod stalls;
 
 /// The sockets `run` serves; binding them is the caller's job, so tests can use port 0.
@@ -115,6 +115,9 @@ pub async fn run(listeners: Listeners, gateway: Arc<Gateway>, shutdown: impl Fut
 struct Protocols {
     http1: http1::Builder,
     http2: http2::Builder<TokioExecutor>,
+    /// How long an HTTP/1 connection may wait for a request head, parked or not
+    /// (`header_read_timeout`; see [`park`]).
+    http1_idle: Duration,
     /// An HTTP/2 connection that starts no request for this long is wound down, as an idle
     /// HTTP/1 connection is closed by hyper's header-read timer (`header_read_timeout`).
     http2_idle: Duration,
@@ -175,6 +178,7 @@ impl Protocols {
         Self {
             http1,
             http2,
+            http1_idle: limits.header_read_timeout,
             http2_idle: limits.header_read_timeout,
             http2_stall: limits.request_timeout,
         }
@@ -198,21 +202,21 @@ struct Served<'a> {
 }
 
 /// Serves one connection until it ends; once the drain begins, hyper finishes the request in
-/// flight and closes.
+/// flight and closes. HTTP/1 connections are parked while idle ([`park`]).
 ///
-/// hyper's connection is made here, before the returned future exists, so the future holds
+/// An HTTP/2 connection is made here, before the returned future exists, so the future holds
 /// it once: an `async fn` would keep its arguments (the I/O and the service) beside the
-/// connection built from them, and every idle keep-alive connection would pay for both.
+/// connection built from them.
 fn serve_connection<I, S, F, B>(
-    protocols: &Protocols,
+    protocols: &Arc<Protocols>,
     protocol: Protocol,
-    io: I,
+    io: ClientIo<I>,
     service: S,
     mut drain: watch::Receiver<()>,
     peer: SocketAddr,
 ) -> impl Future<Output = ()> + Send
 where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    I: hyper::rt::Read + hyper::rt::Write + Readable + Unpin + Send + 'static,
     S: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
     F: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
     B: Body<Data = Bytes> + Send + 'static,
@@ -224,23 +228,13 @@ where
         }
     };
     match protocol {
-        Protocol::Http1 => {
-            let mut connection = protocols
-                .http1
-                .serve_connection(io, service_fn(service))
-                .with_upgrades();
-            Either::Left(async move {
-                // Polled where it lies: pinning it with a move would store it twice.
-                let mut connection = Pin::new(&mut connection);
-                report(tokio::select! {
-                    ended = connection.as_mut() => ended,
-                    _ = drain.changed() => {
-                        connection.as_mut().graceful_shutdown();
-                        connection.await
-                    }
-                });
-            })
-        }
+        Protocol::Http1 => Either::Left(park::serve_http1(
+            protocols.clone(),
+            io,
+            service,
+            drain,
+            peer,
+        )),
         Protocol::Http2 => {
             let started = Arc::new(AtomicU64::new(0));
             let stalls = Arc::new(Stalls::default());
