@@ -6,7 +6,7 @@
 //!
 //! | stage | module |
 //! |---|---|
-//! | accept connections, HTTP/1.1 or HTTP/2, connection timeouts, drain | `server` |
+//! | accept connections, HTTP/1.1 or HTTP/2, connection timeouts, idle connections parked, drain | `server` |
 //! | terminate HTTPS: certificates, ALPN, reloads | `tls` |
 //! | one request through the stages below | `proxy` |
 //! | admit: target, `Host`, framing, size limits | `proxy::admit` |

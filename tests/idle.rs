@@ -1,8 +1,8 @@
 //! Idle HTTP/1 keep-alive connections are parked after a second without a request (hyper's
 //! buffers freed, the socket kept): a parked connection serves its next request, finishes a
 //! request head begun before it parked, still closes at `header_read_timeout` (idle, or
-//! dripping a head), never parks with a request in flight, upgrades to a WebSocket, works
-//! over TLS, and closes at once on shutdown.
+//! dripping a head), never parks with a request in flight, upgrades to a WebSocket (whose
+//! quiet tunnel is never parked), and closes at once on shutdown.
 //!
 //! The pauses here are the input under test (a client that says nothing for a while), so
 //! they are sleeps; each is longer than the one second after which a connection parks.
@@ -62,6 +62,39 @@ async fn a_parked_connection_serves_its_next_requests() {
     );
     let seen = world.upstream.requests();
     assert_eq!(seen[3].one("x-openid"), Some("parked_1"));
+}
+
+#[tokio::test]
+async fn parked_connections_are_counted_in_metrics_and_all_resume() {
+    // More connections than the other tests of this file ever park at once, so the gauge
+    // can only reach this many with these parked.
+    const N: usize = 20;
+    let world = world("5s").await;
+    let mut conns = Vec::new();
+    for i in 0..N {
+        let mut raw = Raw::connect(world.gateway.addr).await;
+        raw.send(head(&format!("GET /public/a{i}"), &[]).as_bytes())
+            .await;
+        assert_eq!(raw.reply().await.map(|r| r.status), Some(200));
+        conns.push(raw);
+    }
+    tokio::time::sleep(PAUSE).await;
+    let metrics = world
+        .http
+        .get(format!("http://{}/metrics", world.gateway.admin))
+        .send()
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("metrics text");
+    let parked = wxgate::metric_sample(&metrics, "wxgate_parked_connections");
+    assert!(parked >= N as f64, "{parked} parked connections, {N} idle");
+    for (i, raw) in conns.iter_mut().enumerate() {
+        raw.send(head(&format!("GET /public/b{i}"), &[]).as_bytes())
+            .await;
+        assert_eq!(raw.reply().await.map(|r| r.status), Some(200), "conn {i}");
+    }
 }
 
 #[tokio::test]
@@ -169,6 +202,12 @@ async fn a_parked_connection_upgrades_to_a_websocket() {
     let reply = raw.reply().await.expect("an answer to the upgrade");
     assert_eq!(reply.status, 101, "{reply:?}");
     assert!(echoes(&mut raw, b"still here").await, "the tunnel echoes");
+    // A quiet tunnel is not an idle connection: it is never parked.
+    tokio::time::sleep(PAUSE).await;
+    assert!(
+        echoes(&mut raw, b"after a pause").await,
+        "a quiet tunnel was cut"
+    );
 }
 
 #[tokio::test]

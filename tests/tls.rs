@@ -143,6 +143,34 @@ async fn without_alpn_a_tls_client_speaks_http1_and_its_connection_is_counted() 
 }
 
 #[tokio::test]
+async fn an_https_keep_alive_connection_serves_again_after_it_parks() {
+    let https = Https::start().await;
+    let mut stream = https.connect(&[b"http/1.1"]).await;
+    let token = mint("o_tls_parked", 300);
+    assert_eq!(support::get_on(&mut stream, &token).await, 200);
+    // Idle for longer than the second after which an HTTP/1 connection is parked: the
+    // TLS session stays, hyper's buffers go, and the next request resumes it.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let metrics = reqwest::get(format!("http://{}/metrics", https.gateway.admin))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let parked = wxgate::metric_sample(&metrics, "wxgate_parked_connections");
+    assert!(parked >= 1.0, "the idle TLS connection is not parked");
+    assert_eq!(support::get_on(&mut stream, &token).await, 200);
+    assert_eq!(support::get_on(&mut stream, &token).await, 200);
+    let paths: Vec<String> = https
+        .upstream
+        .requests()
+        .into_iter()
+        .map(|r| r.target)
+        .collect();
+    assert_eq!(paths.len(), 3, "{paths:?}");
+}
+
+#[tokio::test]
 async fn alpn_offers_h2_then_http1() {
     let https = Https::start().await;
     let h2 = https.connect(&[b"h2", b"http/1.1"]).await;

@@ -50,11 +50,14 @@ impl Parking {
             return Poll::Pending;
         }
         let started = self.exchanges.started();
-        if self.waiting.is_none_or(|(seen, _)| seen != started) {
-            self.waiting = Some((started, Instant::now()));
-        }
-        if !self.armed {
-            let at = Instant::now() + PARK_AFTER;
+        let new_wait = self.waiting.is_none_or(|(seen, _)| seen != started);
+        // Otherwise the clock runs already, and only its timer is polled.
+        if new_wait || !self.armed {
+            let now = Instant::now();
+            if new_wait {
+                self.waiting = Some((started, now));
+            }
+            let at = now + PARK_AFTER;
             match &mut self.timer {
                 Some(timer) => timer.as_mut().reset(at),
                 None => self.timer = Some(Box::pin(tokio::time::sleep_until(at))),

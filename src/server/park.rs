@@ -16,7 +16,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -46,6 +46,9 @@ pub(super) const PARK_AFTER: Duration = Duration::from_secs(1);
 pub(super) struct Exchanges {
     started: AtomicU64,
     active: AtomicUsize,
+    /// Set by a `101 Switching Protocols` answer: the socket is a tunnel's from then on,
+    /// and a tunnel's quiet is not idleness.
+    switched: AtomicBool,
 }
 
 impl Exchanges {
@@ -54,10 +57,10 @@ impl Exchanges {
         self.started.load(Ordering::Relaxed)
     }
 
-    /// Whether a request is being served: its body may still be read, its response still
-    /// written, so the connection must not be parked.
+    /// Whether a request is being served (its body may still be read, its response still
+    /// written) or the connection was upgraded: either way it must not be parked.
     pub(super) fn busy(&self) -> bool {
-        self.active.load(Ordering::Relaxed) > 0
+        self.active.load(Ordering::Relaxed) > 0 || self.switched.load(Ordering::Relaxed)
     }
 
     /// Counts a request whose service call has begun; the guard counts it out when dropped
@@ -148,7 +151,14 @@ pub(super) async fn serve_http1<I, S, F, B>(
         service_fn(move |request| {
             let guard = exchanges.begin();
             let response = service(request);
-            async move { Ok::<_, Infallible>(response.await?.map(|b| Tracked::new(b, guard))) }
+            let exchanges = exchanges.clone();
+            async move {
+                let response = response.await?;
+                if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+                    exchanges.switched.store(true, Ordering::Relaxed);
+                }
+                Ok::<_, Infallible>(response.map(|b| Tracked::new(b, guard)))
+            }
         })
     };
     let limit = protocols.http1_idle;
@@ -192,6 +202,7 @@ pub(super) async fn serve_http1<I, S, F, B>(
         deadline = io
             .waiting()
             .map(|(started, since)| (started, since + limit));
+        let _parked = crate::ops::metrics::connection_parked();
         tokio::select! {
             ready = io.readable() => {
                 if ready.is_err() {

@@ -88,6 +88,20 @@ impl Drop for ConnectionGuard {
     }
 }
 
+/// Counts a parked connection until the guard drops.
+pub(crate) struct ParkedGuard;
+
+pub(crate) fn connection_parked() -> ParkedGuard {
+    METRICS.parked.inc();
+    ParkedGuard
+}
+
+impl Drop for ParkedGuard {
+    fn drop(&mut self) {
+        METRICS.parked.dec();
+    }
+}
+
 /// A configuration load: `ok` (also at start-up) or `failed`.
 pub(crate) fn reload(ok: bool) {
     let outcome = if ok { "ok" } else { "failed" };

@@ -69,6 +69,7 @@ pub(super) struct Metrics {
     pub(super) verifications: Family<Outcome, Counter>,
     pub(super) verified_cache: Family<Outcome, Counter>,
     pub(super) connections: Family<ListenerLabel, Gauge>,
+    pub(super) parked: Gauge,
     pub(super) reloads: Family<Outcome, Counter>,
     pub(super) last_reload: Gauge<f64, AtomicU64>,
     pub(super) wechat_in_flight: Family<ApiLabel, Gauge>,
@@ -92,6 +93,7 @@ impl Metrics {
             verifications: Family::default(),
             verified_cache: Family::default(),
             connections: Family::default(),
+            parked: Gauge::default(),
             reloads: Family::default(),
             last_reload: Gauge::default(),
             wechat_in_flight: Family::default(),
@@ -148,6 +150,11 @@ impl Metrics {
             "open_connections",
             "Client connections currently open, by listener",
             m.connections.clone(),
+        );
+        registry.register(
+            "parked_connections",
+            "Idle HTTP/1 keep-alive connections parked (open, their buffers freed)",
+            m.parked.clone(),
         );
         registry.register(
             "config_reloads",
