@@ -14,6 +14,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 mod bench_http;
+mod bench_measure;
 
 use std::collections::VecDeque;
 use std::io::{ErrorKind, Read, Write};
@@ -128,14 +129,6 @@ fn poll(conn: &mut Conn) -> Poll {
     }
 }
 
-fn percentile(sorted: &[u64], p: f64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
 fn main() {
     let args = Args::parse();
     assert!(
@@ -231,10 +224,10 @@ fn main() {
     println!(
         "requests={measured} errors={errors} rps={:.0} p50_us={} p90_us={} p99_us={} p999_us={} max_us={}",
         measured as f64 / elapsed.max(1e-9),
-        percentile(&latencies_us, 50.0),
-        percentile(&latencies_us, 90.0),
-        percentile(&latencies_us, 99.0),
-        percentile(&latencies_us, 99.9),
+        bench_measure::percentile(&latencies_us, 50.0),
+        bench_measure::percentile(&latencies_us, 90.0),
+        bench_measure::percentile(&latencies_us, 99.0),
+        bench_measure::percentile(&latencies_us, 99.9),
         latencies_us.last().copied().unwrap_or(0),
     );
 }

@@ -3,9 +3,14 @@
 //! as `x-seen-openid`, so the correctness checks can see what a proxy injected; the load
 //! runs use `/`, where every setup costs the upstream the same answer.
 //!
-//! `bench_upstream 127.0.0.1:PORT` — one thread: it is pinned to one core with the proxy.
+//! `bench_upstream 127.0.0.1:PORT [--tls CERT.pem KEY.pem]` — one thread: it is pinned to one
+//! core with the proxy. With `--tls` it terminates TLS itself (tokio-rustls on aws-lc-rs,
+//! with the suite, group and session tickets of `bench_tls`): the "direct" baseline of the
+//! HTTPS tests, a client talking TLS straight to a hyper server.
 // Test code may panic on what it set up, and its helpers are `pub` for the test files.
 #![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
+
+mod bench_tls;
 
 use std::convert::Infallible;
 
@@ -17,7 +22,9 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 fn answer(request: Request<Incoming>) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from_static(b"ok")));
@@ -31,15 +38,36 @@ fn answer(request: Request<Incoming>) -> Response<Full<Bytes>> {
     response
 }
 
+/// Serves one connection, HTTP/1.1 or HTTP/2 (the preface tells, after ALPN on TLS).
+async fn serve<I>(io: I)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(|request| async move { Ok::<_, Infallible>(answer(request)) });
+    let _ = auto::Builder::new(TokioExecutor::new())
+        .serve_connection(TokioIo::new(io), service)
+        .await;
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let addr = std::env::args()
-        .nth(1)
-        .expect("usage: bench_upstream 127.0.0.1:PORT");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let usage = "usage: bench_upstream 127.0.0.1:PORT [--tls CERT.pem KEY.pem]";
+    let (addr, tls) = match args.as_slice() {
+        [addr] => (addr.clone(), None),
+        [addr, flag, cert, key] if flag == "--tls" => (
+            addr.clone(),
+            Some(TlsAcceptor::from(bench_tls::server_config(cert, key))),
+        ),
+        _ => panic!("{usage}"),
+    };
     let listener = TcpListener::bind(&addr)
         .await
         .unwrap_or_else(|e| panic!("cannot listen on {addr}: {e}"));
-    eprintln!("bench_upstream listening on {addr}");
+    eprintln!(
+        "bench_upstream listening on {addr}{}",
+        if tls.is_some() { " (TLS)" } else { "" }
+    );
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -51,11 +79,16 @@ async fn main() {
             }
         };
         let _ = stream.set_nodelay(true);
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let service = service_fn(|request| async move { Ok::<_, Infallible>(answer(request)) });
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            match tls {
+                None => serve(stream).await,
+                Some(acceptor) => {
+                    if let Ok(stream) = acceptor.accept(stream).await {
+                        serve(stream).await;
+                    }
+                }
+            }
         });
     }
 }

@@ -4,8 +4,12 @@
 //! The server config is built from the PEM files with the rest of the configuration, so
 //! `wxgate check` validates them and a SIGHUP reload picks up renewed certificates: new
 //! handshakes use the new ones, established connections keep theirs.
+//!
+//! Sessions resume with stateless tickets ([`ticketer`]): rustls' default is a stateful
+//! cache of 256 sessions, which a few hundred clients turn over in seconds, so a phone
+//! coming back after a minute would pay a full handshake again.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -30,7 +34,28 @@ pub(crate) fn server_config(chain_pem: &[u8], key_pem: &[u8]) -> Result<Arc<Serv
         .with_single_cert(chain, key)
         .map_err(|e| format!("the certificate and key do not make a usable pair: {e}"))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.ticketer = ticketer()?;
     Ok(Arc::new(config))
+}
+
+/// The process's session-ticket keys: AES-256 + HMAC-SHA256 (RFC 5077 §4), a new key every
+/// 6 hours, tickets valid 12 hours. Resumption costs the server no memory per client, and
+/// TLS 1.3 resumption still runs an (EC)DHE exchange, so session traffic keeps forward
+/// secrecy; early data stays off. One ticketer for the life of the process, shared by
+/// every configuration a reload builds: a SIGHUP (a renewed certificate) must not send
+/// every client back to a full handshake at once. The configurations it is shared
+/// between differ only in their certificate, never in client authentication (there is
+/// none), which is what makes sharing it safe (see rustls' `ServerConfig` docs). Each
+/// instance has its own keys: a client resumes with the instance that issued its ticket.
+fn ticketer() -> Result<Arc<dyn rustls::server::ProducesTickets>, String> {
+    static TICKETER: OnceLock<Arc<dyn rustls::server::ProducesTickets>> = OnceLock::new();
+    if let Some(ticketer) = TICKETER.get() {
+        return Ok(ticketer.clone());
+    }
+    // Not cached when it fails (the system RNG refused): the next load tries again.
+    let made = rustls::crypto::aws_lc_rs::Ticketer::new()
+        .map_err(|e| format!("TLS session tickets: {e}"))?;
+    Ok(TICKETER.get_or_init(|| made).clone())
 }
 
 #[cfg(test)]

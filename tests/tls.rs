@@ -1,15 +1,17 @@
 //! HTTPS: a throwaway CA and certificate made at test time, HTTP/1.1 and HTTP/2 (ALPN) over
-//! TLS, `X-Forwarded-Proto: https`, and a certificate renewed by a reload while an
-//! established connection keeps working.
+//! TLS, `X-Forwarded-Proto: https`, a certificate renewed by a reload while an
+//! established connection keeps working, and session resumption with tickets.
 // Test code may panic on what it set up, and its helpers are `pub` for the test files.
 #![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 mod support;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rustls::pki_types::CertificateDer;
-use support::certs::Ca;
+use rustls::HandshakeKind;
+use support::certs::{connect_with, Ca};
 use support::{mint, ConfigBuilder, RunningGateway, Upstream, Wechat};
 use tokio::net::TcpStream;
 
@@ -73,6 +75,26 @@ impl Https {
             .await
             .expect("tcp");
         self.ca.connect(tcp, alpn).await
+    }
+
+    /// A connection made with `client` (and its session cache) that completes one request,
+    /// so the client has read the session tickets sent after the handshake; how it
+    /// shook hands.
+    async fn served_with(&self, client: &Arc<rustls::ClientConfig>) -> HandshakeKind {
+        let tcp = TcpStream::connect(self.gateway.tls.expect("tls"))
+            .await
+            .expect("tcp");
+        let mut stream = connect_with(client.clone(), tcp).await;
+        assert_eq!(
+            support::get_on(&mut stream, &mint("o_tls_resume", 300)).await,
+            200
+        );
+        let kind = stream.get_ref().1.handshake_kind().expect("handshake done");
+        assert_eq!(
+            stream.get_ref().1.protocol_version(),
+            Some(rustls::ProtocolVersion::TLSv1_3)
+        );
+        kind
     }
 }
 
@@ -222,6 +244,35 @@ async fn a_reload_serves_the_renewed_certificate_without_dropping_connections() 
         second,
         "and the running certificate kept"
     );
+}
+
+#[tokio::test]
+async fn a_returning_client_resumes_its_session() {
+    let https = Https::start().await;
+    let client = Arc::new(https.ca.client_config(&[b"http/1.1"]));
+    assert_eq!(https.served_with(&client).await, HandshakeKind::Full);
+    assert_eq!(https.served_with(&client).await, HandshakeKind::Resumed);
+    assert_eq!(
+        https.served_with(&client).await,
+        HandshakeKind::Resumed,
+        "the resumed connection brought a new ticket"
+    );
+}
+
+/// Tickets, not a server-side cache: rustls' default cache holds 256 sessions, and 300
+/// other clients (two tickets each) would have pushed the first one out of it. A reload
+/// keeps the ticket keys.
+#[tokio::test]
+async fn a_session_resumes_after_many_other_clients_and_a_reload() {
+    let https = Https::start().await;
+    let client = Arc::new(https.ca.client_config(&[b"http/1.1"]));
+    assert_eq!(https.served_with(&client).await, HandshakeKind::Full);
+    for _ in 0..300 {
+        let other = Arc::new(https.ca.client_config(&[b"http/1.1"]));
+        assert_eq!(https.served_with(&other).await, HandshakeKind::Full);
+    }
+    https.gateway.state.reload().expect("reload");
+    assert_eq!(https.served_with(&client).await, HandshakeKind::Resumed);
 }
 
 #[test]

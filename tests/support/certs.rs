@@ -48,6 +48,12 @@ impl Ca {
         tcp: TcpStream,
         alpn: &[&[u8]],
     ) -> tokio_rustls::client::TlsStream<TcpStream> {
+        connect_with(Arc::new(self.client_config(alpn)), tcp).await
+    }
+
+    /// The rustls client [`Ca::connect`] uses (with its own session cache: connections made
+    /// with one `Arc` of it resume each other's sessions).
+    pub fn client_config(&self, alpn: &[&[u8]]) -> rustls::ClientConfig {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(self.der()).expect("root");
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -57,11 +63,7 @@ impl Ca {
             .with_root_certificates(roots)
             .with_no_client_auth();
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-        let name = ServerName::try_from("localhost").expect("name");
-        tokio_rustls::TlsConnector::from(Arc::new(config))
-            .connect(name, tcp)
-            .await
-            .expect("handshake")
+        config
     }
 
     pub fn pem(&self) -> String {
@@ -81,6 +83,18 @@ impl Ca {
         std::fs::write(&paths.1, key).expect("write key");
         paths
     }
+}
+
+/// A TLS client handshake for `localhost` on `tcp` with `config`.
+pub async fn connect_with(
+    config: Arc<rustls::ClientConfig>,
+    tcp: TcpStream,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let name = ServerName::try_from("localhost").expect("name");
+    tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .expect("handshake")
 }
 
 /// A fresh folder under the system temp dir, removed when dropped.
