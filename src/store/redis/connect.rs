@@ -145,6 +145,22 @@ impl Connector {
         }
     }
 
+    /// Every command connection of the pool, once each: readiness checks them all, so
+    /// that a ready instance has no connection left that would fail its next command
+    /// (after a Redis restart, each one fails once before it reconnects).
+    pub(super) fn each(&self) -> Vec<Conn> {
+        match &self.mode {
+            Mode::Single { pool, .. } => pool.iter().cloned().map(Conn::Managed).collect(),
+            Mode::Sentinel { primary, .. } => match primary.current() {
+                Some(current) => (current.pool.iter().cloned())
+                    .map(|c| Conn::Primary(c, primary.clone()))
+                    .collect(),
+                None => vec![self.conn()],
+            },
+            Mode::Cluster { pool, .. } => pool.iter().cloned().map(Conn::Cluster).collect(),
+        }
+    }
+
     /// A fresh subscription connection where revocation announcements are heard: the one
     /// server, the current primary, or the next seed node of a cluster.
     pub(super) async fn pubsub(&self) -> RedisResult<PubSub> {

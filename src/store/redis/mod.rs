@@ -233,10 +233,19 @@ impl SessionStore for RedisStore {
         Ok(set == 1)
     }
     async fn ping(&self) -> bool {
-        let mut conn = self.conn();
-        tokio::time::timeout(self.timeout, conn.ping::<String>())
+        let pings = self
+            .connector
+            .each()
+            .into_iter()
+            .map(|mut conn| async move {
+                tokio::time::timeout(self.timeout, conn.ping::<String>())
+                    .await
+                    .is_ok_and(|r| r.is_ok())
+            });
+        futures_util::future::join_all(pings)
             .await
-            .is_ok_and(|r| r.is_ok())
+            .into_iter()
+            .all(|ok| ok)
     }
 
     async fn shared_get(&self, key: &str) -> Result<Option<(String, i64)>, StoreUnavailable> {
