@@ -36,6 +36,8 @@ pub struct Runtime {
     pub endpoint_metrics: Vec<Arc<RouteMetrics>>,
     /// For requests that reached no route or endpoint.
     pub unrouted_metrics: Arc<RouteMetrics>,
+    /// Counts this runtime in `wxgate_config_runtimes` while it lives.
+    _alive: crate::ops::metrics::RuntimeGuard,
 }
 
 impl Runtime {
@@ -68,6 +70,7 @@ impl Runtime {
             settings,
             store,
             earlier_tokens_end,
+            _alive: crate::ops::metrics::runtime_made(),
         })
     }
 

@@ -97,6 +97,7 @@ pub use gateway::Gateway;
 pub use identity::Identity;
 pub use ops::logwriter::flush as flush_logs;
 pub use ops::metrics::sample as metric_sample;
+pub use ops::metrics::{set_heap_probe, HeapStats};
 pub use proxy::clientip::ClientAddr;
 pub use proxy::outgoing::{outgoing, Hop};
 pub use proxy::path::canonicalize;

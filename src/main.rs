@@ -79,6 +79,7 @@ async fn run(path: &std::path::Path, log_format: Option<LogFormat>) -> ExitCode 
             "wxgate: jemalloc's background purging is unavailable; freed memory stays resident"
         );
     }
+    wxgate::set_heap_probe(heap_stats);
     let settings = match cli::load_or_report(path) {
         Ok(s) => s,
         Err(code) => return code,
@@ -155,4 +156,14 @@ async fn reload_on_sighup(gateway: Arc<Gateway>) {
             Err(e) => tracing::error!("reload failed, keeping the running configuration: {e}"),
         }
     }
+}
+
+/// jemalloc's own figures for `/metrics`: refreshed (its epoch advanced) at each scrape.
+fn heap_stats() -> Option<wxgate::HeapStats> {
+    use tikv_jemalloc_ctl::{epoch, stats};
+    epoch::advance().ok()?;
+    Some(wxgate::HeapStats {
+        allocated: stats::allocated::read().ok()? as u64,
+        resident: stats::resident::read().ok()? as u64,
+    })
 }

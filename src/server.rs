@@ -43,10 +43,18 @@ pub struct Listeners {
 /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests finish
 /// within `shutdown_grace`.
 pub async fn run(listeners: Listeners, gateway: Arc<Gateway>, shutdown: impl Future<Output = ()>) {
-    let runtime = gateway.runtime();
-    let limits = &runtime.settings.server;
-    let protocols = Arc::new(Protocols::new(limits));
-    let grace = limits.shutdown_grace;
+    // Read from the first configuration, and only read: a runtime held here for the life of
+    // the server would keep that configuration's caches (its verified tokens, tens of MiB
+    // under load) alive after every reload, no longer used and never pruned.
+    let (protocols, grace, head_timeout, write_timeout) = {
+        let limits = &gateway.runtime().settings.server;
+        (
+            Arc::new(Protocols::new(limits)),
+            limits.shutdown_grace,
+            limits.header_read_timeout,
+            limits.request_timeout,
+        )
+    };
     // Every connection task holds a receiver: the drain begins with a send, and ends when the
     // last receiver is gone.
     let (drain_tx, drain) = watch::channel(());
@@ -77,8 +85,8 @@ pub async fn run(listeners: Listeners, gateway: Arc<Gateway>, shutdown: impl Fut
     let served = Served {
         protocols: &protocols,
         drain: &drain,
-        head_timeout: limits.header_read_timeout,
-        write_timeout: limits.request_timeout,
+        head_timeout,
+        write_timeout,
     };
     let admin_loop = async {
         match listeners.admin {

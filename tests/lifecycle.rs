@@ -295,6 +295,68 @@ async fn sighup_swaps_in_a_valid_config_and_keeps_the_old_one_when_invalid() {
     assert_eq!(status("/public/x").await, 200);
 }
 
+/// The value of an unlabelled metric in a `/metrics` text.
+fn gauge(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in:\n{metrics}"))
+}
+
+// Multi-threaded: waiting for the child's log lines blocks, and the fakes must keep serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_frees_the_configuration_it_replaces_and_metrics_show_the_heap() {
+    let wechat = support::Wechat::start().await;
+    let upstream = support::Upstream::start().await;
+    let config = support::ConfigBuilder::new(&wechat.base(), &upstream.base()).text();
+    let path = ConfigFile::new(&config);
+    let mut wxgate = Binary::run(&path, &[]);
+    let listening = wxgate.listening();
+    let http = support::client();
+    let metrics = || {
+        let request = http
+            .get(format!("http://{}/metrics", listening.admin))
+            .send();
+        async move { request.await.expect("metrics").text().await.expect("text") }
+    };
+    let login = support::json_of(
+        http.post(format!("http://{}/auth/login", listening.public))
+            .json(&json!({ "code": "reloadcode1" })),
+    )
+    .await;
+    let access = login["access_token"].as_str().expect("access").to_string();
+    let api = || {
+        let request = http
+            .get(format!("http://{}/api/x", listening.public))
+            .bearer_auth(&access)
+            .send();
+        async move { request.await.expect("api").status().as_u16() }
+    };
+    assert_eq!(api().await, 200);
+    assert_eq!(gauge(&metrics().await, "wxgate_config_runtimes"), 1.0);
+    for round in 1..=2 {
+        wxgate.signal("HUP");
+        wxgate.line_with("configuration reloaded");
+        // Verified (and cached) again under the new configuration.
+        assert_eq!(api().await, 200);
+        // With no request in flight, only the current configuration is left: an earlier
+        // one kept alive would keep its caches, which nothing prunes any more.
+        assert_eq!(
+            gauge(&metrics().await, "wxgate_config_runtimes"),
+            1.0,
+            "after reload {round}"
+        );
+    }
+    let text = metrics().await;
+    let (allocated, resident) = (
+        gauge(&text, "wxgate_heap_allocated_bytes"),
+        gauge(&text, "wxgate_heap_resident_bytes"),
+    );
+    assert!(allocated > 0.0, "the binary's allocator reports its heap");
+    assert!(resident >= allocated, "{resident} resident < {allocated}");
+}
+
 // Multi-threaded: waiting for the child's log lines blocks, and the fakes must keep serving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_and_relay_errors_are_logged_by_who_caused_them() {

@@ -91,6 +91,8 @@ pub struct Sample {
     pub instance: usize,
     pub rss_kib: u64,
     pub fds: u64,
+    /// jemalloc's allocated and resident bytes, from the instance's `/metrics` (KiB).
+    pub heap: Option<(u64, u64)>,
 }
 
 /// The outcome of the session-survival checks around the Redis kills.
@@ -319,10 +321,11 @@ async fn run_schedule(soak: Arc<Soak>, total: Duration) -> Result<()> {
     Ok(())
 }
 
-/// VmRSS and open fds of each instance, every 2 s.
+/// VmRSS, open fds and the allocator's figures of each instance, every 2 s.
 async fn sample(soak: Arc<Soak>, samples: Arc<Mutex<Vec<Sample>>>) {
     while !soak.shared.stop.load(Ordering::SeqCst) {
         for (instance, gateway) in soak.gateways.iter().enumerate() {
+            let heap = heap_kib(&soak.shared.http, gateway.admin).await;
             if let Some((rss_kib, fds)) = gateway.usage() {
                 samples
                     .lock()
@@ -332,11 +335,36 @@ async fn sample(soak: Arc<Soak>, samples: Arc<Mutex<Vec<Sample>>>) {
                         instance,
                         rss_kib,
                         fds,
+                        heap,
                     });
             }
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
+}
+
+/// `wxgate_heap_allocated_bytes` and `wxgate_heap_resident_bytes` from the admin listener,
+/// in KiB; `None` when the scrape fails (during a fault it may).
+async fn heap_kib(http: &reqwest::Client, admin: std::net::SocketAddr) -> Option<(u64, u64)> {
+    let text = http
+        .get(format!("http://{admin}/metrics"))
+        .timeout(Duration::from_secs(1))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    let gauge = |name: &str| -> Option<u64> {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(|bytes| bytes / 1024)
+    };
+    Some((
+        gauge("wxgate_heap_allocated_bytes")?,
+        gauge("wxgate_heap_resident_bytes")?,
+    ))
 }
 
 async fn soak(total: Duration, bin: &Path, dir: &Path) -> Result<bool> {

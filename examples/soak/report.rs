@@ -269,26 +269,31 @@ impl Report {
         );
     }
 
-    /// The median VmRSS of each instance per slice of the run, to tell a cache filling up
-    /// to its bound (a rise that levels off) from a leak (a rise that does not).
+    /// The median VmRSS of each instance per slice of the run, with the allocator's own
+    /// allocated and resident figures, to tell a cache filling up to its bound (a rise that
+    /// levels off) from a leak (a rise that does not), and live data from freed memory the
+    /// allocator has not returned yet.
     fn rss_timeline(&self, slice: f64) {
         let slices = (self.total / slice).ceil() as usize;
         for (instance, name) in ["A", "B"].iter().enumerate() {
-            let medians: Vec<String> = (0..slices)
-                .map(|i| {
-                    let (from, to) = (i as f64 * slice, (i + 1) as f64 * slice);
-                    let rss = self
-                        .samples
-                        .iter()
-                        .filter(|s| s.instance == instance && s.at >= from && s.at < to)
-                        .map(|s| s.rss_kib);
-                    median(rss).map_or("-".into(), |k| format!("{:.1}", k as f64 / 1024.0))
-                })
-                .collect();
-            println!(
-                "\nVmRSS of {name} per {slice:.0} s (MiB): {}",
-                medians.join(", ")
-            );
+            let per_slice = |figure: &dyn Fn(&Sample) -> Option<u64>| -> String {
+                (0..slices)
+                    .map(|i| {
+                        let (from, to) = (i as f64 * slice, (i + 1) as f64 * slice);
+                        let values = self
+                            .samples
+                            .iter()
+                            .filter(|s| s.instance == instance && s.at >= from && s.at < to)
+                            .filter_map(figure);
+                        median(values).map_or("-".into(), |k| format!("{:.1}", k as f64 / 1024.0))
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            println!("\nInstance {name} per {slice:.0} s (MiB):");
+            println!("- VmRSS: {}", per_slice(&|s| Some(s.rss_kib)));
+            println!("- heap allocated: {}", per_slice(&|s| s.heap.map(|h| h.0)));
+            println!("- heap resident: {}", per_slice(&|s| s.heap.map(|h| h.1)));
         }
     }
 

@@ -13,7 +13,7 @@ mod registry;
 mod route;
 mod wechat;
 
-use std::sync::LazyLock;
+use std::sync::{LazyLock, OnceLock};
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -102,6 +102,21 @@ impl Drop for ParkedGuard {
     }
 }
 
+/// Counts a configuration's runtime until it drops: the current one, and an earlier one
+/// for as long as a request or tunnel started under it lasts.
+pub(crate) struct RuntimeGuard;
+
+pub(crate) fn runtime_made() -> RuntimeGuard {
+    METRICS.runtimes.inc();
+    RuntimeGuard
+}
+
+impl Drop for RuntimeGuard {
+    fn drop(&mut self) {
+        METRICS.runtimes.dec();
+    }
+}
+
 /// A configuration load: `ok` (also at start-up) or `failed`.
 pub(crate) fn reload(ok: bool) {
     let outcome = if ok { "ok" } else { "failed" };
@@ -114,7 +129,31 @@ pub(crate) fn reload(ok: bool) {
     }
 }
 
+/// What the allocator says about the heap: bytes allocated and not yet freed, and bytes
+/// of physical memory it holds (freed pages it has not yet returned included). The gap
+/// between the two, and between the second and the process's RSS, tells a growing data
+/// structure from memory the allocator keeps for reuse.
+#[derive(Clone, Copy, Debug)]
+pub struct HeapStats {
+    pub allocated: u64,
+    pub resident: u64,
+}
+
+/// The binary's allocator, asked at each scrape. The library does not choose the global
+/// allocator, so the `wxgate` binary, which does, installs this.
+static HEAP_PROBE: OnceLock<fn() -> Option<HeapStats>> = OnceLock::new();
+
+/// Installs the function that reads [`HeapStats`] for `/metrics`; the first call wins.
+pub fn set_heap_probe(probe: fn() -> Option<HeapStats>) {
+    let _ = HEAP_PROBE.set(probe);
+}
+
 pub(crate) fn render() -> String {
+    if let Some(heap) = HEAP_PROBE.get().and_then(|probe| probe()) {
+        let gauge = |bytes: u64| i64::try_from(bytes).unwrap_or(i64::MAX);
+        METRICS.heap_allocated.set(gauge(heap.allocated));
+        METRICS.heap_resident.set(gauge(heap.resident));
+    }
     let mut out = String::new();
     if encode(&mut out, &METRICS.registry).is_err() {
         out.clear();

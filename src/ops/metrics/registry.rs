@@ -75,6 +75,9 @@ pub(super) struct Metrics {
     pub(super) wechat_in_flight: Family<ApiLabel, Gauge>,
     pub(super) wechat_shed: Family<ApiLabels, Counter>,
     pub(super) breaker_open: Family<ApiLabel, Gauge>,
+    pub(super) heap_allocated: Gauge,
+    pub(super) heap_resident: Gauge,
+    pub(super) runtimes: Gauge,
 }
 
 pub(super) static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -98,6 +101,9 @@ impl Metrics {
             last_reload: Gauge::default(),
             wechat_in_flight: Family::default(),
             wechat_shed: Family::default(),
+            heap_allocated: Gauge::default(),
+            heap_resident: Gauge::default(),
+            runtimes: Gauge::default(),
             breaker_open: Family::default(),
         };
         let mut registry = Registry::with_prefix("wxgate");
@@ -180,6 +186,21 @@ impl Metrics {
             "wechat_circuit_open",
             "1 while the API's WeChat circuit breaker is open or probing, by API",
             m.breaker_open.clone(),
+        );
+        registry.register(
+            "config_runtimes",
+            "Configurations in memory: the current one, plus each earlier one while a request or tunnel started under it lasts",
+            m.runtimes.clone(),
+        );
+        registry.register(
+            "heap_allocated_bytes",
+            "Bytes the gateway has allocated and not freed, as its allocator counts them (0 when the allocator does not say)",
+            m.heap_allocated.clone(),
+        );
+        registry.register(
+            "heap_resident_bytes",
+            "Bytes of physical memory the allocator holds, its free pages included (0 when the allocator does not say)",
+            m.heap_resident.clone(),
         );
         Self { registry, ..m }
     }
