@@ -407,18 +407,25 @@ async fn tls_accept_loop<M, S, F, B>(
         let open = crate::ops::metrics::connection_opened("https");
         tokio::spawn(async move {
             let _open = open;
-            let stream =
-                match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                    Ok(Ok(stream)) => stream,
-                    Ok(Err(e)) => {
-                        tracing::debug!(error = %e, %peer, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(%peer, "TLS handshake timed out");
-                        return;
-                    }
-                };
+            // The handshake's future and the stream are boxed: each holds rustls' connection
+            // state (over 1 KiB inline), and the task, which keeps room for every value that
+            // lives across an await, would otherwise hold room for it several times over for
+            // the life of the connection.
+            let handshake = Box::pin(tokio::time::timeout(
+                handshake_timeout,
+                acceptor.accept(stream),
+            ));
+            let stream = match handshake.await {
+                Ok(Ok(stream)) => Box::new(stream),
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, %peer, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
             // HTTP/2 over TLS is negotiated with ALPN, never assumed (RFC 9113 3.2).
             let protocol = match stream.get_ref().1.alpn_protocol() {
                 Some(b"h2") => Protocol::Http2,

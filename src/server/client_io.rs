@@ -220,7 +220,10 @@ impl Readable for TokioIo<TcpStream> {
     }
 }
 
-impl Readable for TokioIo<tokio_rustls::server::TlsStream<TcpStream>> {
+/// A TLS stream is boxed: it holds rustls' connection state (over 1 KiB inline), and a
+/// connection's task, which moves it from the handshake to hyper and back at each park,
+/// would otherwise keep room for it several times over for the life of the connection.
+impl Readable for TokioIo<Box<tokio_rustls::server::TlsStream<TcpStream>>> {
     fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         // rustls buffers nothing a read has not asked for, and the last read found nothing
         // to decrypt: the next record starts with new bytes on the socket.

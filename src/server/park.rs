@@ -187,8 +187,15 @@ pub(super) async fn serve_http1<I, S, F, B>(
                 }
             }
         };
+        // The box is freed here, before the connection parks: a box that has been moved out
+        // of is freed only at the end of its scope, which would keep hyper's connection state
+        // (about 1 KiB) allocated for as long as the connection stays parked.
+        let parts = {
+            let boxed = connection;
+            (*boxed).into_parts()
+        };
         // None: upgraded, the connection is the tunnel's now.
-        let Some(parts) = (*connection).into_parts() else {
+        let Some(parts) = parts else {
             return report(ended, peer);
         };
         if !parts.io.parked() {
