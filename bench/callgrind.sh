@@ -102,7 +102,7 @@ AUTH="Authorization: Bearer $TOKEN"
 
 "$UPSTREAM" "127.0.0.1:$UPSTREAM_PORT" >"$TMP/upstream.log" 2>&1 &
 PIDS+=($!)
-valgrind --tool=callgrind --callgrind-out-file="$TMP/callgrind.out.%p" \
+valgrind --tool=callgrind --compress-strings=no --callgrind-out-file="$TMP/callgrind.out.%p" \
     "$WXGATE" run -c "$TMP/gateway.toml" >"$TMP/wxgate.log" 2>&1 &
 VG=$!
 PIDS+=("$VG")
