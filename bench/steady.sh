@@ -8,7 +8,8 @@
 #   DURATION=2m bash bench/steady.sh
 #
 # Needs wrk and curl. Like bench/run.sh, the load generator runs on CPU 0 and the servers on
-# CPU 1 when the machine has two or more.
+# CPU 1 when the machine has two or more. At the end it prints the CPU each request cost
+# wxgate, in user space and in the kernel, and the upstream (from /proc/PID/stat).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -96,8 +97,18 @@ sample() { # sample LABEL: one line of figures
     heap=$(curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | awk '/^wxgate_heap_allocated_bytes / { printf "%d", $2 / 1024 }')
     printf '  %-10s %10s KiB VmRSS %10s KiB heap allocated\n' "$1" "$rss" "${heap:-?}"
 }
+cpu() { # cpu PID: "utime stime" in clock ticks (fields 14 and 15, after "pid (comm) ")
+    local rest
+    rest=$(cat "/proc/$1/stat")
+    rest=${rest##*) }
+    # shellcheck disable=SC2086
+    set -- $rest
+    echo "${12} ${13}"
+}
 echo "== wxgate under wrk -t1 -c64 -d$DURATION (load on CPU $LOADGEN_CPU, servers on CPU $SERVER_CPU)"
 sample start
+read -r G_USER0 G_SYS0 <<<"$(cpu "$G")"
+read -r U_USER0 U_SYS0 <<<"$(cpu "${PIDS[0]}")"
 taskset -c "$LOADGEN_CPU" wrk -t1 -c64 -d"$DURATION" -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT/" >"$TMP/wrk.txt" 2>&1 &
 WRK=$!
 PIDS+=("$WRK")
@@ -108,7 +119,16 @@ for minute in $(seq "$minutes"); do
     sleep 1
 done
 wait "$WRK" || die "wrk failed: $(cat "$TMP/wrk.txt")"
+read -r G_USER1 G_SYS1 <<<"$(cpu "$G")"
+read -r U_USER1 U_SYS1 <<<"$(cpu "${PIDS[0]}")"
 grep -E "requests in|Requests/sec|Non-2xx|Socket errors" "$TMP/wrk.txt" | sed 's/^/  /'
 grep -q "Non-2xx" "$TMP/wrk.txt" && die "non-2xx answers under load"
+REQUESTS=$(awk '/requests in/ { print $1 }' "$TMP/wrk.txt")
+awk -v n="$REQUESTS" -v hz="$(getconf CLK_TCK)" \
+    -v gu=$((G_USER1 - G_USER0)) -v gs=$((G_SYS1 - G_SYS0)) -v uu=$((U_USER1 - U_USER0)) -v us=$((U_SYS1 - U_SYS0)) 'BEGIN {
+    f = 1e6 / hz / n
+    printf "  CPU per request: wxgate %.1f µs (user %.1f, kernel %.1f, %.0f%% in the kernel); upstream %.1f µs (user %.1f, kernel %.1f)\n",
+        (gu + gs) * f, gu * f, gs * f, 100 * gs / (gu + gs), (uu + us) * f, uu * f, us * f
+}'
 sleep 5
 sample "5 s after"
