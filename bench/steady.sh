@@ -80,7 +80,8 @@ EOF
 TOKEN=$("$WXGATE" token -c "$TMP/gateway.toml" --openid osteady --ttl 2h)
 
 taskset -c "$SERVER_CPU" target/release/examples/bench_upstream "127.0.0.1:$UPSTREAM_PORT" >"$TMP/upstream.log" 2>&1 &
-PIDS+=($!)
+U=$!
+PIDS+=("$U")
 # The access log goes to a file, as it would to a collector.
 taskset -c "$SERVER_CPU" "$WXGATE" run -c "$TMP/gateway.toml" 2>"$TMP/wxgate.log" &
 G=$!
@@ -108,7 +109,7 @@ cpu() { # cpu PID: "utime stime" in clock ticks (fields 14 and 15, after "pid (c
 echo "== wxgate under wrk -t1 -c64 -d$DURATION (load on CPU $LOADGEN_CPU, servers on CPU $SERVER_CPU)"
 sample start
 read -r G_USER0 G_SYS0 <<<"$(cpu "$G")"
-read -r U_USER0 U_SYS0 <<<"$(cpu "${PIDS[0]}")"
+read -r U_USER0 U_SYS0 <<<"$(cpu "$U")"
 taskset -c "$LOADGEN_CPU" wrk -t1 -c64 -d"$DURATION" -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT/" >"$TMP/wrk.txt" 2>&1 &
 WRK=$!
 PIDS+=("$WRK")
@@ -120,7 +121,7 @@ for minute in $(seq "$minutes"); do
 done
 wait "$WRK" || die "wrk failed: $(cat "$TMP/wrk.txt")"
 read -r G_USER1 G_SYS1 <<<"$(cpu "$G")"
-read -r U_USER1 U_SYS1 <<<"$(cpu "${PIDS[0]}")"
+read -r U_USER1 U_SYS1 <<<"$(cpu "$U")"
 grep -E "requests in|Requests/sec|Non-2xx|Socket errors" "$TMP/wrk.txt" | sed 's/^/  /'
 grep -q "Non-2xx" "$TMP/wrk.txt" && die "non-2xx answers under load"
 REQUESTS=$(awk '/requests in/ { print $1 }' "$TMP/wrk.txt")
